@@ -1,0 +1,306 @@
+"""The ``disentbench`` command line: run, list, plugins, leaderboard, data, weights."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_SUITE = "quick"
+
+
+def _registries():
+    from disentbench.plugins import load_registries
+
+    regs = load_registries()
+    for info in regs.failures:
+        print(f"warning: plugin {info.name!r} ({info.distribution or 'local'}) failed to load: {info.error}",
+              file=sys.stderr)
+    return regs
+
+
+# -- run -------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from disentbench import config as cfg
+    from disentbench import leaderboard
+    from disentbench.runner import plan, run_sweep
+    from disentbench.store import read_records
+
+    regs = _registries()
+    suite = None
+    if args.suite or not (args.methods or args.datasets):
+        suite = regs.suites.get(args.suite or DEFAULT_SUITE).load()
+    overrides = cfg.merge(
+        suite.settings if suite else {},
+        *(cfg.load_toml(p) for p in args.config or []),
+        cfg.parse_sets(args.set),
+    )
+    methods = args.methods or (suite.methods if suite else "all")
+    datasets = args.datasets or (suite.datasets if suite else "synth3d")
+    metrics = args.metrics or (suite.metrics if suite else "all")
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else (suite.seeds if suite else [0])
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cells = plan(regs, methods=methods, datasets=datasets, metrics=metrics, seeds=seeds, overrides=overrides,
+                 out=args.out, data_dir=args.data_dir, device=device, require_metrics=args.require_metrics,
+                 progress=not args.quiet)
+    label = f"suite {suite.name!r}" if suite else "sweep"
+    print(f"disentbench: {label}: {len(cells)} run(s) "
+          f"({len({c.method for c in cells})} methods × {len({c.dataset for c in cells})} datasets × "
+          f"{len(seeds)} seeds) on {device}, results in {args.out}/", flush=True)
+    t0 = time.perf_counter()
+
+    def report(k: int, n: int, cell: Any, record: dict[str, Any]) -> None:
+        status = record.get("status")
+        if record.get("_skipped"):
+            status = "skipped (already finished)" if status == "finished" else status
+        head = f"[{k}/{n}] {cell.method} on {cell.dataset} seed {cell.seed}: {status}"
+        if record.get("status") == "finished" and not record.get("_skipped"):
+            t = record.get("timings", {})
+            head += f" in {t.get('total_seconds', 0):.0f} s"
+        if record.get("status") == "failed":
+            err = record.get("error") or {}
+            head += f" — {err.get('type')}: {str(err.get('message', '')).splitlines()[0] if err.get('message') else ''}"
+        print(head, flush=True)
+
+    records = run_sweep(cells, regs, report=report)
+    failed = [r for r in records if r.get("status") == "failed"]
+    print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, "
+          f"{len(failed)} failed, in {time.perf_counter() - t0:.0f} s", flush=True)
+    if not args.no_leaderboard:
+        path = leaderboard.write(read_records([Path(args.out)]), Path(args.leaderboard))
+        print(f"disentbench: leaderboard written to {path}")
+    return 1 if failed else 0
+
+
+# -- list / plugins --------------------------------------------------------------------------
+
+def _origin(regs, attr: str, name: str) -> str:
+    info = regs.plugin_of(attr, name)
+    if info is None:
+        return "?"
+    if info.builtin:
+        return "built-in"
+    return f"{info.distribution or info.name} {info.version or ''}".strip()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    regs = _registries()
+    kinds = [args.kind] if args.kind else ["methods", "datasets", "metrics", "weights", "suites"]
+    for kind in kinds:
+        registry = getattr(regs, kind)
+        rows = []
+        for spec in registry:
+            if kind == "methods":
+                extra = [spec.supervision, ", ".join(spec.requires) or "-"]
+            elif kind == "datasets":
+                extra = [", ".join(spec.factors) or "-", spec.source or "-"]
+            elif kind == "metrics":
+                extra = [", ".join(f"{k} {'↑' if d == 'max' else '↓' if d == 'min' else '(info)'}"
+                                   for k, d in spec.keys.items()), ", ".join(spec.requires) or "-"]
+            elif kind == "weights":
+                extra = [spec.filename, ", ".join(spec.used_by) or "-"]
+            else:
+                extra = []
+            rows.append([spec.name, spec.description, *extra, _origin(regs, kind, spec.name)])
+        headers = {"methods": ["method", "description", "supervision", "requires", "from"],
+                   "datasets": ["dataset", "description", "content factors", "source", "from"],
+                   "metrics": ["metric", "description", "keys", "requires", "from"],
+                   "weights": ["weights", "description", "file", "used by", "from"],
+                   "suites": ["suite", "description", "from"],
+                   "executors": ["executor", "description", "from"]}[kind]
+        print(f"{kind}:")
+        print(tabulate(rows, headers=headers, tablefmt="simple", maxcolwidths=[None, 60] + [40] * (len(headers) - 2))
+              if rows else "  (none registered)")
+        print()
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    regs = _registries()
+    rows = []
+    for info in sorted(regs.plugins.values(), key=lambda i: (not i.builtin, i.name)):
+        registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(info.registered.items()))
+        rows.append([info.name, info.distribution or "-", info.version or "-", "yes" if info.builtin else "no",
+                     registered or "-", info.error or ""])
+    print(tabulate(rows, headers=["plugin", "distribution", "version", "built-in", "registered", "error"],
+                   tablefmt="simple", maxcolwidths=[None, None, None, None, 70, 50]))
+    return 1 if regs.failures else 0
+
+
+# -- leaderboard -----------------------------------------------------------------------------
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from disentbench import leaderboard
+    from disentbench.store import read_records
+
+    records = read_records([Path(r) for r in args.runs])
+    path = leaderboard.write(records, Path(args.out))
+    print(f"disentbench: {len(records)} run record(s) → {path}")
+    return 0
+
+
+# -- data ------------------------------------------------------------------------------------
+
+def _dataset(regs, name: str, sets: list[str] | None):
+    from disentbench import config as cfg
+
+    spec = regs.datasets.get(name)
+    target = spec.load()
+    options = cfg.parse_sets(sets).get(name, {})
+    return target(cfg.build(target.Config, options, where=name)) if hasattr(target, "Config") else target()
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    import json
+
+    from disentbench.paths import cache_root, data_root
+
+    regs = _registries()
+    root = data_root(args.data_dir)
+    status = 0
+    for name in args.names:
+        dataset = _dataset(regs, name, args.set)
+        if args.action == "fetch":
+            fetch = getattr(dataset, "fetch", None)
+            if fetch is None:
+                print(f"{name}: nothing to fetch (generated or loaded on demand)")
+                continue
+            try:
+                fetch(root, progress=not args.quiet)
+                print(f"{name}: fetched and verified under {root}")
+            except Exception as exc:
+                print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                status = 1
+        else:
+            describe = getattr(dataset, "describe", None)
+            if describe is not None:
+                info = describe(root, cache_root() / "datasets")
+            else:
+                bundle = dataset.load(root, cache_root() / "datasets", progress=not args.quiet)
+                info = {"splits": {k: len(v) for k, v in bundle.splits.items()}, **bundle.info}
+            print(json.dumps({"dataset": name, **info}, indent=2, default=str))
+    return status
+
+
+# -- weights ---------------------------------------------------------------------------------
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from disentbench.weights import WeightStore
+
+    regs = _registries()
+    store = WeightStore(regs.weights)
+    if args.action == "list":
+        rows = []
+        for spec in regs.weights:
+            size = f"{spec.size / 2**20:.1f} MB" if spec.size else "?"
+            rows.append([spec.name, store.status(spec.name), size, spec.sha256 or "-", spec.url or "(manual)",
+                         str(store.path_of(spec.name))])
+        print(tabulate(rows, headers=["weights", "status", "size", "sha256", "url", "path"], tablefmt="simple"))
+        return 0
+    names = args.names or (regs.weights.names() if args.action == "fetch" else [])
+    if not names:
+        print("give the name(s) of registered weights; `disentbench weights list` shows them", file=sys.stderr)
+        return 2
+    regs.weights.resolve(names)
+    status = 0
+    for name in names:
+        if args.action == "path":
+            print(store.path_of(name))
+            continue
+        try:
+            print(f"{name}: {store.fetch(name, progress=not args.quiet)} (verified)")
+        except Exception as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="disentbench",
+        description="Benchmark class/content disentanglement methods. `disentbench run` with no "
+                    "arguments runs the quick suite on the built-in synthetic dataset.",
+    )
+    from disentbench import __version__
+
+    parser.add_argument("--version", action="version", version=f"disentbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate methods × datasets × seeds, then write the leaderboard")
+    run.add_argument("--suite", help=f"a registered suite (default: {DEFAULT_SUITE!r} when no --methods/--datasets)")
+    run.add_argument("--methods", help="'all' or comma-separated method names")
+    run.add_argument("--datasets", help="comma-separated dataset names")
+    run.add_argument("--metrics", help="'all' or comma-separated metric names")
+    run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    run.add_argument("--out", default="runs", help="run store directory (default ./runs)")
+    run.add_argument("--data-dir", help="dataset root (default $DISENTBENCH_DATA or ~/.cache/disentbench/data)")
+    run.add_argument("--set", action="append", metavar="NAME.FIELD=VALUE",
+                     help="override an option, e.g. lord.epochs=5, synth3d.resolution=64, train.precision=bf16")
+    run.add_argument("--config", action="append", metavar="FILE.toml", help="options as TOML tables ([lord] epochs = 5)")
+    run.add_argument("--leaderboard", default="leaderboard", help="where to write the leaderboard (default ./leaderboard)")
+    run.add_argument("--no-leaderboard", action="store_true", help="do not write the leaderboard")
+    run.add_argument("--require-metrics", action="store_true", help="fail a run when any metric is unavailable")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list registered methods, datasets, metrics, weights or suites")
+    lst.add_argument("kind", nargs="?", choices=["methods", "datasets", "metrics", "weights", "suites", "executors"])
+    lst.set_defaults(func=cmd_list)
+
+    plg = sub.add_parser("plugins", help="list installed plugins, their versions and what they registered")
+    plg.set_defaults(func=cmd_plugins)
+
+    lb = sub.add_parser("leaderboard", help="render leaderboard/README.md from run records")
+    lb.add_argument("--runs", nargs="+", default=["runs"], help="run store directories (default ./runs)")
+    lb.add_argument("--out", default="leaderboard", help="output directory (default ./leaderboard)")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    data = sub.add_parser("data", help="fetch or describe datasets")
+    data.add_argument("action", choices=["fetch", "info"])
+    data.add_argument("names", nargs="+", metavar="NAME")
+    data.add_argument("--data-dir", help="dataset root (default $DISENTBENCH_DATA or ~/.cache/disentbench/data)")
+    data.add_argument("--set", action="append", metavar="NAME.FIELD=VALUE")
+    data.add_argument("--quiet", action="store_true")
+    data.set_defaults(func=cmd_data)
+
+    w = sub.add_parser("weights", help="list, fetch or locate pretrained weight files")
+    w.add_argument("action", choices=["list", "fetch", "path"])
+    w.add_argument("names", nargs="*", metavar="NAME")
+    w.add_argument("--quiet", action="store_true")
+    w.set_defaults(func=cmd_weights)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from disentbench.config import ConfigError
+    from disentbench.registry import RegistryError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (RegistryError, ConfigError) as exc:
+        print(f"disentbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("disentbench: interrupted; rerun the same command to resume (finished runs are skipped)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Leaderboards: a pure function from run records to markdown (pandas for the grouping,
+tabulate for GitHub tables). One table per dataset, one row per method (and configuration),
+mean ± std over seeds, ↑/↓ per metric, the best value in bold, n/a with the reason in the notes."""
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+from tabulate import tabulate
+
+from disentbench.specs import ARROWS
+
+INTRO = (
+    "Mean ± std over seeds (std shown when there is more than one seed). ↑: higher is better, "
+    "↓: lower is better; the best value of each column is in **bold**. `n/a [k]`: the metric could "
+    "not be computed, for the reason in note k. Every number links back to a run directory through "
+    "its record (`record.json`: config, seed, versions, metrics)."
+)
+
+
+def fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    a = abs(x)
+    if float(x).is_integer() and a >= 10:
+        return str(int(x))
+    if a >= 100:
+        return f"{x:.1f}"
+    if a >= 10:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def _rows(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Long format: one row per (run, metric key) with the value, status and note."""
+    rows = []
+    for r in records:
+        if r.get("status") != "finished":
+            continue
+        base = {"dataset": r["dataset"], "method": r["method"], "config_hash": r["config_hash"],
+                "seed": r["seed"], "supervision": r.get("supervision") or "", "run_dir": r.get("_dir", ""),
+                "train_seconds": (r.get("timings") or {}).get("train_seconds"),
+                "images_per_second": (r.get("timings") or {}).get("images_per_second")}
+        for metric, entry in sorted((r.get("metrics") or {}).items()):
+            for pos, (key, direction) in enumerate(entry.get("directions", {}).items()):
+                value = entry.get("values", {}).get(key) if entry.get("status") == "ok" else None
+                rows.append({**base, "column": f"{metric}.{key}", "key_pos": pos, "direction": direction,
+                             "value": value, "status": entry.get("status"),
+                             "reason": entry.get("reason"), "notes": entry.get("notes") or ""})
+    return pd.DataFrame(rows)
+
+
+class _Notes:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def ref(self, text: str) -> int:
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
+
+
+def _label(method: str, config_hash: str, several: bool) -> str:
+    return f"{method} (cfg {config_hash[:6]})" if several else method
+
+
+def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], str] | None = None,
+           title: str = "disentbench leaderboard", cost: bool = True) -> str:
+    """Markdown for ``records``. ``grids`` maps (dataset, method, config_hash) to a relative link
+    of that row's transfer grid."""
+    grids = grids or {}
+    lines = [f"# {title}", "", INTRO, ""]
+    df = _rows(records)
+    failed = [r for r in records if r.get("status") == "failed"]
+    if df.empty:
+        lines += ["No finished runs yet.", ""]
+    notes = _Notes()
+    for dataset in sorted(df["dataset"].unique()) if not df.empty else []:
+        d = df[df["dataset"] == dataset]
+        # metrics alphabetically, each metric's keys in the order its spec declares them
+        columns = sorted(dict.fromkeys(d["column"]), key=lambda col: (col.split(".")[0], d.loc[d["column"] == col, "key_pos"].iloc[0]))
+        directions = d.groupby("column")["direction"].first().to_dict()
+        configs_per_method = d.groupby("method")["config_hash"].nunique().to_dict()
+        groups = d.groupby(["method", "config_hash"], sort=True)
+        stats: dict[tuple[str, str], dict[str, Any]] = {}
+        for (method, chash), g in groups:
+            row: dict[str, Any] = {"supervision": g["supervision"].iloc[0], "seeds": g["seed"].nunique()}
+            per_seed = g.drop_duplicates(["seed"])
+            row["train_seconds"] = per_seed["train_seconds"].astype(float).mean()
+            row["images_per_second"] = per_seed["images_per_second"].astype(float).mean()
+            for col in columns:
+                c = g[g["column"] == col]
+                vals = c["value"].dropna().astype(float)
+                if len(vals):
+                    note_text = "; ".join(sorted({n for n in c["notes"] if n}))
+                    row[col] = (vals.mean(), vals.std(ddof=1) if len(vals) > 1 else None, note_text)
+                elif len(c):
+                    reason = next((x for x in c["reason"] if x), None) or "not computed"
+                    row[col] = (None, None, f"{col.split('.')[0]}: {reason}")
+            stats[(method, chash)] = row
+        best: dict[str, float] = {}
+        for col in columns:
+            direction = directions[col]
+            means = [s[col][0] for s in stats.values() if col in s and s[col][0] is not None]
+            if direction in ("max", "min") and len(means) > 1:
+                best[col] = max(means) if direction == "max" else min(means)
+        headers = ["method", "supervision", "seeds"] + [f"{c} {ARROWS[directions[c]]}".rstrip() for c in columns]
+        if cost:
+            headers += ["train s", "img/s"]
+        headers.append("transfer grid")
+        table = []
+        for (method, chash), s in stats.items():
+            cells = [_label(method, chash, configs_per_method[method] > 1), s["supervision"], str(s["seeds"])]
+            for col in columns:
+                if col not in s:
+                    cells.append("")
+                    continue
+                mean, std, note = s[col]
+                if mean is None:
+                    cells.append(f"n/a [{notes.ref(note)}]")
+                    continue
+                text = fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
+                if col in best and math.isclose(mean, best[col], rel_tol=1e-12, abs_tol=1e-12):
+                    text = f"**{text}**"
+                if note:
+                    text += f" [{notes.ref(note)}]"
+                cells.append(text)
+            if cost:
+                cells += [fmt(s["train_seconds"]) if s["train_seconds"] == s["train_seconds"] else "",
+                          fmt(s["images_per_second"]) if s["images_per_second"] == s["images_per_second"] else ""]
+            link = grids.get((dataset, method, chash))
+            cells.append(f"[grid]({link})" if link else "")
+            table.append(cells)
+        lines += [f"## {dataset}", "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    if notes.texts:
+        lines += ["### Notes", ""]
+        lines += [f"{k}. {text}" for k, text in enumerate(notes.texts, 1)]
+        lines.append("")
+    if failed:
+        lines += ["### Failed runs", ""]
+        for r in sorted(failed, key=lambda r: r.get("run_id", "")):
+            err = r.get("error") or {}
+            message = str(err.get("message", "")).splitlines()[0][:300] if err.get("message") else ""
+            lines.append(f"- `{r.get('run_id')}`: {err.get('type', 'error')}: {message}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(records: list[dict[str, Any]], out_dir: Path, *, name: str = "README.md",
+          title: str = "disentbench leaderboard") -> Path:
+    """Copy each row's transfer grid (lowest seed) into ``out_dir/grids`` and write the markdown."""
+    out_dir = Path(out_dir)
+    (out_dir / "grids").mkdir(parents=True, exist_ok=True)
+    grids: dict[tuple[str, str, str], str] = {}
+    for r in sorted(records, key=lambda r: r.get("seed", 0)):
+        key = (r.get("dataset"), r.get("method"), r.get("config_hash"))
+        if r.get("status") != "finished" or key in grids:
+            continue
+        src = Path(r.get("_dir", "")) / (r.get("artifacts") or {}).get("transfer_grid", "transfer.png")
+        if src.is_file():
+            dest = out_dir / "grids" / f"{key[0]}-{key[1]}-{key[2][:6]}.png"
+            shutil.copyfile(src, dest)
+            grids[key] = f"grids/{dest.name}"
+    path = out_dir / name
+    from disentbench.store import atomic_write_bytes
+
+    atomic_write_bytes(path, render(records, grids=grids, title=title).encode())
+    return path

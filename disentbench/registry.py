@@ -1,0 +1,138 @@
+"""Name → spec registries: unique names, errors with did-you-mean, collection from plugins."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Generic, Iterable, Iterator, TypeVar
+
+from disentbench.specs import (
+    DatasetSpec,
+    ExecutorSpec,
+    MethodSpec,
+    MetricSpec,
+    SuiteSpec,
+    WeightSpec,
+)
+
+S = TypeVar("S")
+
+
+class RegistryError(Exception):
+    """Base class for registration and lookup errors."""
+
+
+class DuplicateNameError(RegistryError):
+    pass
+
+
+class UnknownNameError(RegistryError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass
+class Registry(Generic[S]):
+    """Specs of one kind, by name, remembering which plugin registered each."""
+
+    kind: str
+    _specs: dict[str, S] = field(default_factory=dict)
+    _origins: dict[str, str] = field(default_factory=dict)
+
+    def add(self, spec: S, origin: str = "?") -> None:
+        kind = getattr(spec, "kind", None)
+        if kind != self.kind:
+            raise RegistryError(f"plugin {origin!r} registered a {kind or type(spec).__name__} as a {self.kind}")
+        name = spec.name  # type: ignore[attr-defined]
+        if name in self._specs:
+            raise DuplicateNameError(
+                f"{self.kind} {name!r} is registered twice: by plugin {self._origins[name]!r} and by plugin "
+                f"{origin!r}; uninstall one of them or rename one"
+            )
+        self._specs[name] = spec
+        self._origins[name] = origin
+
+    def get(self, name: str) -> S:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def origin(self, name: str) -> str:
+        return self._origins[name]
+
+    def unknown_message(self, name: str) -> str:
+        known = sorted(self._specs)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        listing = ", ".join(known) if known else "(none registered)"
+        return f"unknown {self.kind} {name!r}.{hint} Registered {self.kind}s: {listing}"
+
+    def resolve(self, names: str | Iterable[str]) -> list[S]:
+        """Specs for "all", "a,b" or a list of names; every unknown name is reported at once."""
+        if isinstance(names, str):
+            if names.strip() == "all":
+                return [self._specs[n] for n in sorted(self._specs)]
+            names = [n.strip() for n in names.split(",") if n.strip()]
+        names = list(names)
+        unknown = [n for n in names if n not in self._specs]
+        if unknown:
+            raise UnknownNameError("; ".join(self.unknown_message(n) for n in unknown))
+        seen: dict[str, S] = {}
+        for n in names:
+            seen.setdefault(n, self._specs[n])
+        return list(seen.values())
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[S]:
+        return iter(self._specs[n] for n in sorted(self._specs))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+KINDS: dict[str, tuple[str, type]] = {
+    # hook name                 registry attribute, spec type
+    "register_methods": ("methods", MethodSpec),
+    "register_datasets": ("datasets", DatasetSpec),
+    "register_metrics": ("metrics", MetricSpec),
+    "register_weights": ("weights", WeightSpec),
+    "register_suites": ("suites", SuiteSpec),
+    "register_executors": ("executors", ExecutorSpec),
+}
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin: where it came from and what it registered."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+    traceback: str | None = None
+
+
+@dataclass
+class Registries:
+    methods: Registry[MethodSpec] = field(default_factory=lambda: Registry("method"))
+    datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset"))
+    metrics: Registry[MetricSpec] = field(default_factory=lambda: Registry("metric"))
+    weights: Registry[WeightSpec] = field(default_factory=lambda: Registry("weight"))
+    suites: Registry[SuiteSpec] = field(default_factory=lambda: Registry("suite"))
+    executors: Registry[ExecutorSpec] = field(default_factory=lambda: Registry("executor"))
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[PluginInfo]:
+        return [p for p in self.plugins.values() if p.error]
+
+    def plugin_of(self, kind_attr: str, name: str) -> PluginInfo | None:
+        origin = getattr(self, kind_attr).origin(name)
+        return self.plugins.get(origin)

@@ -1,0 +1,411 @@
+"""Planning and running sweeps: methods × datasets × seeds, each cell one run directory.
+
+:func:`plan` resolves every name and option before any work starts (so a typo fails in a second,
+not after an hour of training). :func:`execute` runs one :class:`Cell` in the current process; it
+is what every executor calls, locally or on a cluster node.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import json
+import math
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from disentbench import config as cfg
+from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnavailable, Unavailable
+from disentbench.paths import cache_root, data_root
+from disentbench.plugins import load_registries
+from disentbench.registry import Registries, UnknownNameError
+from disentbench.store import RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunStore, now
+
+HARNESS_SCOPES = ("train", "eval")
+
+
+class PlanError(cfg.ConfigError):
+    """The sweep cannot start: an unknown name or an invalid option."""
+
+
+@dataclass
+class Cell:
+    """One run, fully resolved and JSON-able, so that any executor can ship it to any process."""
+
+    method: str
+    dataset: str
+    seed: int
+    config: dict[str, Any]  # method, dataset, metrics, train (semantic part), eval
+    out: str
+    data_dir: str | None = None
+    runtime: dict[str, Any] = field(default_factory=dict)  # device, threads, ...: not part of the hash
+    require_metrics: bool = False
+    progress: bool = True
+
+    @property
+    def config_hash(self) -> str:
+        return cfg.config_hash(self.config)
+
+    @property
+    def run_id(self) -> str:
+        return RunStore(Path(self.out)).run_id(self.dataset, self.method, self.seed, self.config_hash)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Cell":
+        return cls(**data)
+
+
+def _check_scopes(regs: Registries, overrides: cfg.Overrides) -> None:
+    known = set(regs.methods.names()) | set(regs.datasets.names()) | set(regs.metrics.names()) | set(HARNESS_SCOPES)
+    for scope in overrides:
+        if scope not in known:
+            close = difflib.get_close_matches(scope, sorted(known), n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise PlanError(
+                f"option scope {scope!r} names no registered method, dataset or metric, nor 'train'/'eval'.{hint} "
+                f"Known: {', '.join(sorted(known))}"
+            )
+        kinds = [k for k, r in (("method", regs.methods), ("dataset", regs.datasets), ("metric", regs.metrics)) if scope in r]
+        if len(kinds) > 1:
+            raise PlanError(f"option scope {scope!r} is ambiguous: it names a {' and a '.join(kinds)}")
+
+
+def _config_of(spec: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    target = spec.load()
+    config_cls = getattr(target, "Config", None)
+    if config_cls is None:
+        if overrides:
+            raise PlanError(f"{spec.kind} {spec.name!r} takes no options, but got {sorted(overrides)}")
+        return {}
+    return cfg.to_dict(cfg.build(config_cls, overrides, where=spec.name))
+
+
+def harness_options(overrides: cfg.Overrides) -> tuple[Any, Any]:
+    from disentbench.evaluation import EvalOptions
+    from disentbench.training import TrainOptions
+
+    train = cfg.build(TrainOptions, overrides.get("train", {}), where="train")
+    evaluation = cfg.build(EvalOptions, overrides.get("eval", {}), where="eval")
+    return train, evaluation
+
+
+def plan(
+    regs: Registries,
+    *,
+    methods: str | Iterable[str] = "all",
+    datasets: str | Iterable[str] = "synth3d",
+    metrics: str | Iterable[str] = "all",
+    seeds: Iterable[int] = (0,),
+    overrides: cfg.Overrides | None = None,
+    out: str | Path = "runs",
+    data_dir: str | Path | None = None,
+    device: str = "cpu",
+    require_metrics: bool = False,
+    progress: bool = True,
+) -> list[Cell]:
+    """Resolve names and options into cells; raises :class:`PlanError` / :class:`UnknownNameError`."""
+    overrides = overrides or {}
+    method_specs = regs.methods.resolve(methods)
+    dataset_specs = regs.datasets.resolve(datasets)
+    metric_specs = regs.metrics.resolve(metrics)
+    seeds = [int(s) for s in seeds]
+    if not method_specs or not dataset_specs or not seeds:
+        raise PlanError("nothing to run: give at least one method, one dataset and one seed")
+    _check_scopes(regs, overrides)
+    train, evaluation = harness_options(overrides)
+    from disentbench.training import options_dict
+
+    train_semantic = options_dict(train, semantic_only=True)
+    runtime = {k: v for k, v in dataclasses.asdict(train).items() if k in type(train).NON_SEMANTIC}
+    runtime["device"] = device
+    metric_configs = {m.name: _config_of(m, overrides.get(m.name, {})) for m in metric_specs}
+    dataset_configs = {d.name: _config_of(d, overrides.get(d.name, {})) for d in dataset_specs}
+    cells = []
+    for d in dataset_specs:
+        for m in method_specs:
+            try:
+                method_config = _config_of(m, overrides.get(m.name, {}))
+            except cfg.ConfigError:
+                raise
+            except Exception as exc:  # the method's module fails to import: record it as a failed run
+                method_config = {"_import_error": f"{type(exc).__name__}: {exc}", **overrides.get(m.name, {})}
+            for seed in seeds:
+                config = {
+                    "method": {"name": m.name, **method_config},
+                    "dataset": {"name": d.name, **dataset_configs[d.name]},
+                    "metrics": metric_configs,
+                    "train": train_semantic,
+                    "eval": dataclasses.asdict(evaluation),
+                }
+                cells.append(Cell(m.name, d.name, seed, config, str(out), None if data_dir is None else str(data_dir),
+                                  dict(runtime), require_metrics, progress))
+    return cells
+
+
+# -- executing one cell -----------------------------------------------------------------------
+
+_DATA_MEMO: dict[str, DataBundle] = {}
+
+
+def load_data(regs: Registries, name: str, dataset_config: dict[str, Any], data_dir: str | None,
+              progress: bool) -> DataBundle:
+    key = cfg.config_hash([name, dataset_config, data_dir])
+    if key not in _DATA_MEMO:
+        spec = regs.datasets.get(name)
+        target = spec.load()
+        options = {k: v for k, v in dataset_config.items() if k != "name"}
+        instance = target(cfg.build(target.Config, options, where=name)) if hasattr(target, "Config") else target()
+        bundle = instance.load(data_root(data_dir), cache_root() / "datasets", progress=progress)
+        _DATA_MEMO.clear()  # keep one dataset in memory per process
+        _DATA_MEMO[key] = bundle
+    return _DATA_MEMO[key]
+
+
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _check_requirements(requires: Iterable[str], data: DataBundle, regs: Registries, split: str = "test") -> None:
+    from disentbench.weights import WeightStore
+
+    for req in requires:
+        kind, _, arg = req.partition(":")
+        if req == "factors":
+            if not data.splits[split].has_factors:
+                raise MetricUnavailable(f"dataset {data.name!r} has no ground-truth content factors")
+        elif kind == "weights":
+            WeightStore(regs.weights).path(arg, download=False)  # raises WeightsUnavailable with instructions
+        elif kind == "package":
+            if importlib.util.find_spec(arg) is None:
+                raise MetricUnavailable(
+                    f"the Python package {arg!r} is not installed; install it with "
+                    f"`pip install 'disentbench[metrics]'` (see the README for the torch/torchvision pair)"
+                )
+        elif kind == "extra":
+            if arg not in data.splits[split].extras:
+                raise MetricUnavailable(f"dataset {data.name!r} has no per-image annotation {arg!r}")
+
+
+def evaluate_metric(spec: Any, metric_config: dict[str, Any], ctx: Any, regs: Registries) -> dict[str, Any]:
+    """One metric's entry in the run record: ok with values, unavailable with the reason, or error."""
+    entry: dict[str, Any] = {"directions": dict(spec.keys), "values": {}, "reason": None, "notes": "", "seconds": 0.0}
+    t0 = time.perf_counter()
+    try:
+        _check_requirements(spec.requires, ctx.data, regs)
+        target = spec.load()
+        options = {k: v for k, v in metric_config.items()}
+        metric = target(cfg.build(target.Config, options, where=spec.name)) if hasattr(target, "Config") else target()
+        result = metric.compute(ctx)
+        if isinstance(result, MetricResult):
+            values, entry["notes"] = dict(result.values), result.notes
+        else:
+            values = dict(result)
+        unexpected = sorted(set(values) - set(spec.keys))
+        if unexpected:
+            raise ValueError(f"metric {spec.name!r} returned keys {unexpected} that its MetricSpec does not declare")
+        entry["values"] = {k: _finite(v) for k, v in values.items()}
+        entry["status"] = "ok"
+    except Unavailable as exc:
+        entry["status"], entry["reason"] = "unavailable", str(exc)
+    except Exception as exc:
+        entry["status"], entry["reason"] = "error", f"{type(exc).__name__}: {exc}"
+        entry["traceback"] = traceback.format_exc()
+    entry["seconds"] = time.perf_counter() - t0
+    return entry
+
+
+class RunLock:
+    """``lock`` file in the run directory, created exclusively; stale locks of dead local
+    processes are taken over."""
+
+    def __init__(self, rd: RunDir) -> None:
+        self.path = rd.path / "lock"
+        self.held = False
+
+    def acquire(self) -> bool:
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, me.encode())
+                os.close(fd)
+                self.held = True
+                return True
+            except FileExistsError:
+                try:
+                    host, pid = self.path.read_text().split()
+                except (OSError, ValueError):
+                    host, pid = "", "0"
+                if host == socket.gethostname() and not _pid_alive(int(pid)):
+                    self.path.unlink(missing_ok=True)  # its owner died: take over
+                    continue
+                return False
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
+    """Run one cell unless it already finished; always returns its record (never raises for a
+    failure of the method, dataset or metrics: those are recorded)."""
+    regs = regs or load_registries()
+    store = RunStore(Path(cell.out))
+    rd = store.run_dir(cell.run_id)
+    existing = rd.read_record()
+    if existing is not None and existing.get("status") == "finished":
+        return {**existing, "_skipped": True}
+    lock = RunLock(rd)
+    if not lock.acquire():
+        return {"run_id": cell.run_id, "status": "running-elsewhere", "method": cell.method,
+                "dataset": cell.dataset, "seed": cell.seed, "_skipped": True}
+    try:
+        if existing is not None:
+            rd.archive_failed()
+        return _execute_locked(cell, regs, rd)
+    finally:
+        lock.release()
+
+
+def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
+    import torch
+
+    from disentbench import env as envmod
+    from disentbench.evaluation import EvalContext, EvalOptions, transfer_grid
+    from disentbench.training import TrainOptions, resolve_device
+    from disentbench.weights import WeightStore
+
+    started = now()
+    record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
+    record.update(
+        schema_version=SCHEMA_VERSION, run_id=cell.run_id, status="failed", method=cell.method,
+        dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.config,
+        metrics={}, timings={}, artifacts={}, started_at=started,
+    )
+    rd.write("config.json", {"config": cell.config, "config_hash": cell.config_hash, "seed": cell.seed,
+                             "runtime": cell.runtime, "cell": cell.to_json()})
+    try:
+        spec = regs.methods.get(cell.method)
+        record["supervision"] = spec.supervision
+        record["versions"] = _versions(regs, cell)
+        device = resolve_device(cell.runtime.get("device", "cpu"))
+        record["env"] = envmod.environment(device)
+        rd.write("env.json", record["env"])
+        if "_import_error" in cell.config["method"]:
+            raise ImportError(f"method {cell.method!r} could not be imported: {cell.config['method']['_import_error']}")
+        data = load_data(regs, cell.dataset, cell.config["dataset"], cell.data_dir, cell.progress)
+        record["data"] = data.info
+        options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
+        method_cls = spec.load()
+        method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(cell.seed)
+            method = method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
+                                DataInfo.from_split(data.train)).to(device)
+            state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
+            if state_path.exists() and summary_path.exists():  # trained before; evaluation had failed
+                method.load(state_path)
+                summary = json.loads(summary_path.read_text())
+            else:
+                result = method.fit(data.train, options, seed=cell.seed, checkpoint=rd.path / "checkpoint.pt",
+                                    progress=cell.progress)
+                _write_log(rd.path / "train_log.jsonl", result.log)
+                summary = {"train_seconds": result.seconds, "images_per_second": result.images_per_second,
+                           "steps": result.steps, "resumed_from_step": result.resumed_from_step,
+                           "peak_memory_mb": envmod.peak_memory_mb(device)}
+                method.save(state_path)
+                rd.write("train_summary.json", summary)
+                (rd.path / "checkpoint.pt").unlink(missing_ok=True)
+            method.eval()
+            record["artifacts"] = {"state": "state.pt", "train_log": "train_log.jsonl"}
+            t_eval = time.perf_counter()
+            eval_options = cfg.build(EvalOptions, cell.config["eval"], where="eval")
+            grid = transfer_grid(method, data.test, size=eval_options.grid_size, seed=cell.seed, device=device)
+            grid.save(rd.path / ".transfer.png.tmp.png")
+            os.replace(rd.path / ".transfer.png.tmp.png", rd.path / "transfer.png")
+            record["artifacts"]["transfer_grid"] = "transfer.png"
+            ctx = EvalContext(method, data, device=device, seed=cell.seed, options=eval_options,
+                              cache_dir=cache_root() / "evaluators", weights=WeightStore(regs.weights),
+                              progress=cell.progress)
+            for name, metric_config in cell.config["metrics"].items():
+                record["metrics"][name] = evaluate_metric(regs.metrics.get(name), metric_config, ctx, regs)
+            rd.write("metrics.json", record["metrics"])
+            eval_seconds = time.perf_counter() - t_eval
+        record["timings"] = {**summary, "eval_seconds": eval_seconds, "total_seconds": now() - started,
+                             "device_name": record["env"]["device_name"]}
+        errors = [n for n, m in record["metrics"].items() if m["status"] == "error"]
+        missing = [n for n, m in record["metrics"].items() if m["status"] == "unavailable"]
+        if errors:
+            raise RuntimeError(f"metric(s) {', '.join(errors)} raised: " + "; ".join(
+                f"{n}: {record['metrics'][n]['reason']}" for n in errors))
+        if missing and cell.require_metrics:
+            raise RuntimeError("--require-metrics: unavailable metric(s): " + "; ".join(
+                f"{n}: {record['metrics'][n]['reason']}" for n in missing))
+        record["status"] = "finished"
+    except Exception as exc:
+        record["status"] = "failed"
+        record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+    record["finished_at"] = now()
+    rd.write("record.json", record)
+    return record
+
+
+def _write_log(path: Path, log: list[dict[str, Any]]) -> None:
+    from disentbench.store import atomic_write_bytes
+
+    atomic_write_bytes(path, "".join(json.dumps(row) + "\n" for row in log).encode())
+
+
+def _versions(regs: Registries, cell: Cell) -> dict[str, Any]:
+    import disentbench
+
+    plugins = {}
+    for attr, name in (("methods", cell.method), ("datasets", cell.dataset)):
+        info = regs.plugin_of(attr, name)
+        plugins[f"{attr[:-1]}:{name}"] = {"plugin": info.name if info else None,
+                                          "distribution": info.distribution if info else None,
+                                          "version": info.version if info else None}
+    for name in cell.config["metrics"]:
+        info = regs.plugin_of("metrics", name)
+        plugins[f"metric:{name}"] = {"plugin": info.name if info else None,
+                                     "distribution": info.distribution if info else None,
+                                     "version": info.version if info else None}
+    return {"disentbench": disentbench.__version__, "plugins": plugins}
+
+
+# -- sweeps ----------------------------------------------------------------------------------
+
+def run_sweep(cells: list[Cell], regs: Registries | None = None,
+              report: Callable[[int, int, Cell, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Run cells one after another in this process (the ``local`` executor's default path)."""
+    regs = regs or load_registries()
+    records = []
+    for k, cell in enumerate(cells):
+        record = execute(cell, regs)
+        records.append(record)
+        if report is not None:
+            report(k + 1, len(cells), cell, record)
+    return records

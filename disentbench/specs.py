@@ -1,0 +1,157 @@
+"""Specs: what a plugin registers. Cheap to build; the target is imported only when used.
+
+A target is either an object or a ``"module:attribute"`` string (lm-eval's lazy targets), so that
+registering builds no model, imports no heavy library and downloads nothing.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Mapping
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+SUPERVISION_LEVELS = ("class-supervised", "unsupervised", "video-pairs", "pose-supervised")
+Direction = Literal["max", "min", "info"]
+ARROWS = {"max": "↑", "min": "↓", "info": ""}
+
+
+def check_name(name: str, kind: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or "/" in name:
+        raise ValueError(
+            f"invalid {kind} name {name!r}: names are lowercase letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit, with no path separators"
+        )
+    return name
+
+
+def load_target(target: Any) -> Any:
+    """Import a ``"module:attr"`` target (or return a non-string target unchanged)."""
+    if not isinstance(target, str):
+        return target
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"target {target!r} must look like 'package.module:Attribute'")
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: ClassVar[str] = "plugin"
+    name: str
+    target: Any
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, self.kind)
+
+    def load(self) -> Any:
+        """Import and return the target (a class or factory)."""
+        return load_target(self.target)
+
+    def target_path(self) -> str:
+        t = self.target
+        return t if isinstance(t, str) else f"{getattr(t, '__module__', '?')}:{getattr(t, '__qualname__', t)}"
+
+
+@dataclass(frozen=True)
+class MethodSpec(_Spec):
+    """A disentanglement method. ``target`` is a class implementing :class:`disentbench.contracts.Method`
+    with a ``Config`` dataclass attribute holding the paper's defaults."""
+
+    kind: ClassVar[str] = "method"
+    supervision: str = "class-supervised"
+    paper: str = ""
+    requires: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.supervision not in SUPERVISION_LEVELS:
+            raise ValueError(
+                f"method {self.name!r}: supervision {self.supervision!r} is not one of {SUPERVISION_LEVELS}"
+            )
+
+
+@dataclass(frozen=True)
+class DatasetSpec(_Spec):
+    """A dataset. ``target`` is a class implementing :class:`disentbench.contracts.Dataset`."""
+
+    kind: ClassVar[str] = "dataset"
+    factors: tuple[str, ...] = ()  # named ground-truth content factors, empty if none
+    source: str = ""  # where the data comes from (URL or "generated")
+    paper: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSpec(_Spec):
+    """A metric. ``keys`` maps each returned scalar to its direction: "max" (↑), "min" (↓) or
+    "info" (reported beside, never ranked, e.g. chance level or the number of images used).
+
+    ``requires`` names what the metric needs: "factors" (ground-truth content factors), "codes"
+    (the method exposes codes), "weights:NAME" (a registered pretrained file), "extra:NAME"
+    (a per-image annotation such as "extra:landmarks"), "package:NAME" (an optional library)."""
+
+    kind: ClassVar[str] = "metric"
+    keys: Mapping[str, Direction] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    paper: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key, direction in self.keys.items():
+            if direction not in ARROWS:
+                raise ValueError(f"metric {self.name!r}: key {key!r} has direction {direction!r}, not max/min/info")
+
+
+@dataclass(frozen=True)
+class WeightSpec(_Spec):
+    """A pretrained file: where to fetch it, its checksum and where it is cached.
+
+    ``sha256`` may be a full digest or a prefix of at least 8 hex digits where only a prefix is
+    published (torchvision names its files ``<name>-<sha256[:8]>.pth``). ``target`` is unused
+    (``None``); weights are files, not code."""
+
+    kind: ClassVar[str] = "weight"
+    target: Any = None
+    url: str = ""
+    sha256: str = ""
+    size: int | None = None
+    filename: str = ""
+    used_by: tuple[str, ...] = ()
+    instructions: str = ""  # how to get it by hand when the URL cannot be reached
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.filename:
+            raise ValueError(f"weight {self.name!r} needs a filename")
+        if self.sha256 and (len(self.sha256) < 8 or not re.fullmatch(r"[0-9a-f]+", self.sha256)):
+            raise ValueError(f"weight {self.name!r}: sha256 {self.sha256!r} must be >= 8 lowercase hex digits")
+
+
+@dataclass(frozen=True)
+class SuiteSpec(_Spec):
+    """A named benchmark suite; ``target`` is the path of its TOML file (str or Path)."""
+
+    kind: ClassVar[str] = "suite"
+
+    def load(self) -> Any:
+        from disentbench.suites import load_suite
+
+        return load_suite(Path(self.target), name=self.name)
+
+    def target_path(self) -> str:
+        return str(self.target)
+
+
+@dataclass(frozen=True)
+class ExecutorSpec(_Spec):
+    """Where sweep cells run (local processes, Ray, Slurm, ...). ``target`` builds an executor."""
+
+    kind: ClassVar[str] = "executor"
+    requires: tuple[str, ...] = ()

@@ -1,0 +1,135 @@
+"""The run store: one directory per (method, dataset, seed, config), written atomically.
+
+Layout: ``<root>/<dataset>/<method>/seed<seed>-<config hash>/`` holding ``config.json``,
+``env.json``, ``metrics.json``, ``train_log.jsonl``, ``state.pt``, ``transfer.png``,
+``checkpoint.pt`` while training, and ``record.json`` (the versioned run record, written last).
+Records are append-only: a failed attempt's record is kept under ``attempts/`` when retried.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+RECORD = "record.json"
+
+#: Documented schema of ``record.json`` (version 1). Every key is always present.
+RECORD_SCHEMA: dict[str, str] = {
+    "schema_version": "int: version of this schema",
+    "run_id": "str: <dataset>/<method>/seed<seed>-<config_hash>",
+    "status": "str: 'finished' or 'failed'",
+    "method": "str", "dataset": "str", "seed": "int",
+    "supervision": "str: the method's supervision level",
+    "config_hash": "str: sha256[:12] of the canonical JSON of 'config'",
+    "config": "dict: method, dataset, metrics, train and eval settings, fully resolved",
+    "metrics": "dict: metric name -> {status: ok|unavailable|error, values, directions, reason, notes, seconds}",
+    "timings": "dict: train_seconds, eval_seconds, total_seconds, images_per_second, peak_memory_mb, steps",
+    "env": "dict: python, platform, device, device_name, library versions, git commit",
+    "versions": "dict: disentbench version and the version of every plugin distribution used",
+    "artifacts": "dict: file names in the run directory (transfer_grid, state, train_log)",
+    "error": "null or {type, message, traceback} when status is 'failed'",
+    "started_at": "float: unix time", "finished_at": "float: unix time",
+}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically, keeping insertion order (metric keys stay in their declared order)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """Bring a record of any earlier schema version to the current one (none exist yet)."""
+    version = record.get("schema_version", 0)
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"record {record.get('run_id')} has schema version {version}, newer than this disentbench "
+            f"understands ({SCHEMA_VERSION}); upgrade disentbench"
+        )
+    if version == 0:  # records written before versioning carried no schema_version
+        record = {**record, "schema_version": 1}
+    return record
+
+
+@dataclass
+class RunDir:
+    path: Path
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / RECORD
+
+    def read_record(self) -> dict[str, Any] | None:
+        try:
+            return upgrade(json.loads(self.record_path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    @property
+    def finished(self) -> bool:
+        record = self.read_record()
+        return record is not None and record.get("status") == "finished"
+
+    def archive_failed(self) -> None:
+        """Keep a failed attempt's record (append-only history) before a retry."""
+        record = self.read_record()
+        if record is None:
+            return
+        attempts = self.path / "attempts"
+        attempts.mkdir(exist_ok=True)
+        n = len(list(attempts.glob("record-*.json")))
+        os.replace(self.record_path, attempts / f"record-{n + 1}.json")
+
+    def write(self, name: str, obj: Any) -> None:
+        atomic_write_json(self.path / name, obj)
+
+
+class RunStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def run_id(self, dataset: str, method: str, seed: int, config_hash: str) -> str:
+        return f"{dataset}/{method}/seed{seed}-{config_hash}"
+
+    def run_dir(self, run_id: str) -> RunDir:
+        path = self.root / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return RunDir(path)
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_records([self.root])
+
+
+def read_records(roots: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every run record under ``roots`` (upgraded to the current schema), with its directory."""
+    out = []
+    for root in roots:
+        for path in sorted(Path(root).glob(f"**/{RECORD}")):
+            if "attempts" in path.parts:
+                continue
+            try:
+                record = upgrade(json.loads(path.read_text()))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"run record {path} is not valid JSON ({exc}); delete that run directory") from None
+            record["_dir"] = str(path.parent)
+            out.append(record)
+    return out
+
+
+def now() -> float:
+    return time.time()

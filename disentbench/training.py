@@ -1,0 +1,339 @@
+"""The shared training loop every method runs through.
+
+A method describes its training as :class:`Stage` objects (epochs, batch size, sampler, an
+optimisation step). The :class:`Trainer` owns everything else, identically for all methods:
+batching from an in-memory uint8 copy of the data on the device, mixed precision, channels-last,
+``torch.compile``, progress bars, the per-step loss log, checkpoints and resuming from them.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from disentbench.contracts import Split
+
+LOG_EVERY = 1
+
+
+@dataclass
+class TrainOptions:
+    """Harness-level options (``--set train.FIELD=VALUE``); they apply to every method alike."""
+
+    device: str = "cpu"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    data_on_device: bool = True  # keep the training images on the device as uint8
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
+    num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    max_steps: int = 0  # stop each stage after this many steps (smoke tests); 0 = no limit
+
+    # options that change how fast, not what is computed: left out of a run's config hash
+    NON_SEMANTIC = ("device", "data_on_device", "checkpoint_every", "num_threads", "compile")
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor  # (B, C, H, W) float in [0, 1]
+    index: torch.Tensor  # (B,) positions in the training split
+    labels: torch.Tensor  # (B,) contiguous class ids 0..n_classes-1
+    factors: torch.Tensor | None = None  # (B, F) ground-truth factors where the split has them
+    group_size: int = 1  # consecutive groups of this many images share a class
+
+
+class Sampler(Protocol):
+    """Yields the index arrays of one epoch. Must be a pure function of ``rng`` and the split."""
+
+    def batches(self, rng: np.random.Generator, split: Split, labels: np.ndarray, batch_size: int) -> list[np.ndarray]: ...
+
+
+@dataclass
+class RandomSampler:
+    """Shuffled images; the last incomplete batch is dropped when there is more than one batch."""
+
+    def batches(self, rng, split, labels, batch_size):
+        order = rng.permutation(len(labels))
+        if len(order) <= batch_size:
+            return [order]
+        n = len(order) // batch_size
+        return [order[k * batch_size : (k + 1) * batch_size] for k in range(n)]
+
+
+@dataclass
+class ClassGroupSampler:
+    """Batches of ``batch_size // group_size`` classes with ``group_size`` images of each class,
+    consecutive in the batch (pairs for DrNet/Esser et al., groups for ML-VAE)."""
+
+    group_size: int = 2
+
+    def batches(self, rng, split, labels, batch_size):
+        g = self.group_size
+        per_batch = max(1, batch_size // g)
+        by_class = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+        by_class = [idx for idx in by_class if len(idx) > 0]
+        n_batches = max(1, len(labels) // (per_batch * g))
+        out = []
+        for _ in range(n_batches):
+            chosen = rng.choice(len(by_class), size=per_batch, replace=per_batch > len(by_class))
+            groups = [rng.choice(by_class[c], size=g, replace=len(by_class[c]) < g) for c in chosen]
+            out.append(np.concatenate(groups))
+        return out
+
+
+@dataclass
+class Stage:
+    """One phase of a method's training (LORD has two: latent optimisation, then encoders)."""
+
+    name: str
+    epochs: int
+    batch_size: int
+    step: Callable[[Batch, "StepContext"], Mapping[str, Any]]
+    optimizers: Callable[[], dict[str, torch.optim.Optimizer]]
+    sampler: Any = field(default_factory=RandomSampler)
+    on_start: Callable[[], None] | None = None
+    on_epoch_end: Callable[[int, "StepContext"], None] | None = None
+
+
+class StepContext:
+    """What a training step gets from the harness: its optimizers, mixed precision and counters."""
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device,
+                 precision: str, generator: torch.Generator, total_steps: int) -> None:
+        self.optimizers = optimizers
+        self.device = device
+        self.precision = precision
+        self.generator = generator
+        self.total_steps = max(1, total_steps)
+        self.step = 0
+        self.epoch = 0
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    @property
+    def progress(self) -> float:
+        """Fraction of this stage done, in [0, 1] (for schedules such as capacity or annealing)."""
+        return min(1.0, self.step / self.total_steps)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def update(self, loss: torch.Tensor, *names: str, retain_graph: bool = False) -> None:
+        """Zero the named optimizers' gradients, back-propagate ``loss`` and step them."""
+        opts = [self.optimizers[n] for n in (names or tuple(self.optimizers))]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, enabled=False):
+            self.scaler.scale(loss).backward(retain_graph=retain_graph)
+        for opt in opts:
+            self.scaler.step(opt)
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(*shape, device=self.device, generator=self.generator)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, device=self.device, generator=self.generator)
+
+    def randperm(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, device=self.device, generator=self.generator)
+
+
+@dataclass
+class TrainResult:
+    log: list[dict[str, Any]]
+    seconds: float
+    images: int
+    steps: int
+    resumed_from_step: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+class Trainable(Protocol):
+    def stages(self, train: Split) -> list[Stage]: ...
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
+    return device
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Runs a method's stages with the harness options; checkpoints to ``checkpoint`` and resumes."""
+
+    def __init__(self, method: nn.Module, train: Split, options: TrainOptions, *, seed: int = 0,
+                 checkpoint: Path | None = None, progress: bool = True) -> None:
+        self.method = method
+        self.train = train
+        self.options = options
+        self.seed = seed
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.progress = progress
+        self.device = resolve_device(options.device)
+        self.labels = np.unique(train.classes, return_inverse=True)[1].astype(np.int64)
+
+    # -- data -------------------------------------------------------------------------------
+    def _data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        where = self.device if self.options.data_on_device else torch.device("cpu")
+        images = torch.from_numpy(np.ascontiguousarray(self.train.images)).permute(0, 3, 1, 2).contiguous().to(where)
+        labels = torch.from_numpy(self.labels).to(where)
+        factors = None if self.train.factors is None else torch.from_numpy(self.train.factors).to(where)
+        return images, labels, factors
+
+    def _batch(self, data, index: np.ndarray, group_size: int) -> Batch:
+        images, labels, factors = data
+        idx = torch.from_numpy(index).to(images.device)
+        x = images.index_select(0, idx).to(self.device, non_blocking=True).float().div_(255.0)
+        if self.options.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return Batch(
+            images=x,
+            index=idx.to(self.device),
+            labels=labels.index_select(0, idx).to(self.device),
+            factors=None if factors is None else factors.index_select(0, idx).to(self.device),
+            group_size=group_size,
+        )
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _save(self, stage: int, epoch: int, batch: int, ctx: StepContext | None, log: list, steps: int) -> None:
+        """Checkpoint at a position; ``ctx`` is None at a stage boundary (nothing of the stage to keep)."""
+        if self.checkpoint is None:
+            return
+        _atomic_torch_save(
+            {
+                "method": self.method.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in ctx.optimizers.items()} if ctx else {},
+                "scaler": ctx.scaler.state_dict() if ctx else {},
+                "generator": ctx.generator.get_state() if ctx else torch.empty(0, dtype=torch.uint8),
+                "position": [stage, epoch, batch, ctx.step if ctx else 0, steps],
+                "log": log,
+            },
+            self.checkpoint,
+        )
+
+    def _load(self) -> dict[str, Any] | None:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return None
+        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        if self.options.num_threads:
+            torch.set_num_threads(self.options.num_threads)
+        method = self.method.to(self.device)
+        if self.options.channels_last:
+            method.to(memory_format=torch.channels_last)
+        if self.options.compile:
+            for child in method.children():
+                if any(True for _ in child.parameters()) and not isinstance(child, nn.Embedding):
+                    child.compile()
+        data = self._data()
+        stages = method.stages(self.train)
+        state = self._load()
+        start_stage, start_epoch, start_batch, start_step, steps = (state["position"] if state else [0, 0, 0, 0, 0])
+        resumed_from = steps
+        log: list[dict[str, Any]] = list(state["log"]) if state else []
+        if state and start_stage >= len(stages):  # every stage finished before the interruption
+            method.load_state_dict(state["method"])
+        images_seen, t0 = 0, time.perf_counter()
+        method.train()
+        for s_idx, stage in enumerate(stages):
+            if s_idx < start_stage:
+                continue
+            if stage.on_start is not None:
+                stage.on_start()
+            optimizers = stage.optimizers()
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(np.random.default_rng([self.seed, s_idx]).integers(2**62)))
+            group = getattr(stage.sampler, "group_size", 1)
+            n_batches = len(stage.sampler.batches(np.random.default_rng([self.seed, s_idx, 0]), self.train, self.labels, stage.batch_size))
+            total = stage.epochs * n_batches
+            if self.options.max_steps:
+                total = min(total, self.options.max_steps)
+            ctx = StepContext(optimizers, self.device, self.options.precision, generator, total)
+            if state and s_idx == start_stage:
+                method.load_state_dict(state["method"])  # after on_start, which may rebuild modules
+                if state["optimizers"]:  # resuming inside the stage, not at its start
+                    for k, o in optimizers.items():
+                        o.load_state_dict(state["optimizers"][k])
+                    ctx.scaler.load_state_dict(state["scaler"])
+                    generator.set_state(state["generator"])
+                    ctx.step = start_step
+            else:
+                start_epoch, start_batch = 0, 0
+            bar = tqdm(total=total, initial=ctx.step, desc=f"{type(method).__name__}:{stage.name}",
+                       disable=not self.progress, leave=False, dynamic_ncols=True)
+            done = ctx.step >= total
+            for epoch in range(start_epoch, stage.epochs):
+                if done:
+                    break
+                ctx.epoch = epoch
+                batches = stage.sampler.batches(np.random.default_rng([self.seed, s_idx, epoch]), self.train, self.labels, stage.batch_size)
+                first = start_batch if epoch == start_epoch else 0
+                for b_idx in range(first, len(batches)):
+                    batch = self._batch(data, batches[b_idx], group)
+                    with ctx.autocast():
+                        losses = stage.step(batch, ctx)
+                    ctx.scaler.update()
+                    ctx.step += 1
+                    steps += 1
+                    images_seen += len(batches[b_idx])
+                    row = {"stage": stage.name, "epoch": epoch, "step": ctx.step}
+                    row.update({k: float(v) for k, v in losses.items()})
+                    log.append(row)
+                    bar.update(1)
+                    if ctx.step % 10 == 0 or ctx.step == total:
+                        bar.set_postfix({k: f"{float(v):.4g}" for k, v in list(losses.items())[:3]})
+                    every = self.options.checkpoint_every
+                    if every and ctx.step % every == 0:
+                        self._save(s_idx, epoch, b_idx + 1, ctx, log, steps)
+                    if ctx.step >= total:
+                        done = True
+                        break
+                if stage.on_epoch_end is not None:
+                    stage.on_epoch_end(epoch, ctx)
+                if not done:
+                    self._save(s_idx, epoch + 1, 0, ctx, log, steps)
+            bar.close()
+            self._save(s_idx + 1, 0, 0, None, log, steps)
+            state = None
+        method.eval()
+        seconds = time.perf_counter() - t0
+        return TrainResult(log=log, seconds=seconds, images=images_seen, steps=steps, resumed_from_step=resumed_from)
+
+
+def options_dict(options: TrainOptions, *, semantic_only: bool = False) -> dict[str, Any]:
+    d = dataclasses.asdict(options)
+    if semantic_only:
+        for key in TrainOptions.NON_SEMANTIC:
+            d.pop(key, None)
+    return d
+
+
+def iterate_batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))
