@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+# Tiny settings shared by tests that train: seconds on a CPU, same code paths as the real runs.
+TINY: dict[str, dict] = {
+    "synth3d": {"resolution": 32, "n_train_classes": 6, "n_test_classes": 3, "n_azimuths": 4, "n_elevations": 2},
+    "lord": {"recon_loss": "l1", "generator_channels": 16, "generator_last_channels": 8,
+             "generator_last_kernel": 3, "encoder_channels": 8, "encoder_hidden": 32, "class_dim": 16,
+             "content_dim": 8, "epochs": 2, "encoder_epochs": 1, "batch_size": 16, "encoder_batch_size": 16},
+    "eval": {"n_pairs": 40, "max_codes": 200, "grid_size": 3},
+    "leakage": {"hidden": [32], "max_iter": 50},
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Caches and downloads go to a per-session temporary directory, never the user's home."""
+    root = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("DISENTBENCH_CACHE", str(root))
+    monkeypatch.setenv("DISENTBENCH_WEIGHTS", str(root / "weights"))
+    monkeypatch.delenv("DISENTBENCH_DATA", raising=False)
+    monkeypatch.delenv("DISENTBENCH_PLUGINS", raising=False)
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+    yield
+
+
+@pytest.fixture
+def tiny() -> dict[str, dict]:
+    return {k: dict(v) for k, v in TINY.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """The tiny synth3d bundle (rendered once per session)."""
+    import tempfile
+
+    from disentbench_plugins.datasets.synth3d import Synth3D, Synth3DConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Synth3D(Synth3DConfig(**TINY["synth3d"])).load(Path(tmp), Path(tmp), progress=False)
+
+
+def pytest_configure(config):
+    os.environ.setdefault("OMP_NUM_THREADS", "2")

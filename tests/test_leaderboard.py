@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from disentbench.leaderboard import render
+
+
+def _record(method, seed, mse, acc=None, supervision="class-supervised", status="finished", unavailable=None):
+    metrics = {"transfer_error": {"status": "ok", "values": {"mse": mse}, "directions": {"mse": "min"},
+                                  "reason": None, "notes": ""}}
+    if acc is not None:
+        metrics["leakage"] = {"status": "ok", "values": {"class_from_content": acc, "chance_class": 0.1},
+                              "directions": {"class_from_content": "min", "chance_class": "info"},
+                              "reason": None, "notes": ""}
+    if unavailable:
+        metrics["lpips_transfer"] = {"status": "unavailable", "values": {}, "directions": {"lpips": "min"},
+                                     "reason": unavailable, "notes": ""}
+    return {"schema_version": 1, "run_id": f"synth3d/{method}/seed{seed}-abc", "status": status,
+            "method": method, "dataset": "synth3d", "seed": seed, "supervision": supervision,
+            "config_hash": "abcdef123456", "metrics": metrics if status == "finished" else {},
+            "timings": {"train_seconds": 10.0 + seed, "images_per_second": 100.0},
+            "error": None if status == "finished" else {"type": "RuntimeError", "message": "boom\nmore"}}
+
+
+RECORDS = [
+    _record("lord", 0, 0.010, 0.20, unavailable="weights 'alexnet' missing: put the file at /w/alexnet.pth"),
+    _record("lord", 1, 0.020, 0.10, unavailable="weights 'alexnet' missing: put the file at /w/alexnet.pth"),
+    _record("autoencoder", 0, 0.050, 0.90, supervision="unsupervised"),
+    _record("drnet", 0, 0.0, status="failed"),
+]
+
+EXPECTED = """\
+# disentbench leaderboard
+
+Mean ± std over seeds (std shown when there is more than one seed). ↑: higher is better, ↓: lower is better; the best value of each column is in **bold**. `n/a [k]`: the metric could not be computed, for the reason in note k. Every number links back to a run directory through its record (`record.json`: config, seed, versions, metrics).
+
+## synth3d
+
+| method      | supervision      | seeds   | leakage.class_from_content ↓   | leakage.chance_class   | lpips_transfer.lpips ↓   | transfer_error.mse ↓   | train s   | img/s   | transfer grid            |
+|-------------|------------------|---------|--------------------------------|------------------------|--------------------------|------------------------|-----------|---------|--------------------------|
+| autoencoder | unsupervised     | 1       | 0.900                          | 0.100                  |                          | 0.050                  | 10        | 100     |                          |
+| lord        | class-supervised | 2       | **0.150 ± 0.071**              | 0.100 ± 0.000          | n/a [1]                  | **0.015 ± 0.007**      | 10.50     | 100     | [grid](grids/lord-0.png) |
+
+### Notes
+
+1. lpips_transfer: weights 'alexnet' missing: put the file at /w/alexnet.pth
+
+### Failed runs
+
+- `synth3d/drnet/seed0-abc`: RuntimeError: boom
+"""
+
+
+def test_render_matches_expected_text():
+    out = render(RECORDS, grids={("synth3d", "lord", "abcdef123456"): "grids/lord-0.png"})
+    assert out == EXPECTED
+
+
+def test_render_is_pure_and_order_independent():
+    assert render(list(reversed(RECORDS)), grids={("synth3d", "lord", "abcdef123456"): "grids/lord-0.png"}) == EXPECTED
+
+
+def test_two_configs_of_one_method_are_two_rows():
+    other = dict(_record("lord", 0, 0.5), config_hash="999999999999")
+    out = render([_record("lord", 0, 0.1), other])
+    assert "lord (cfg abcdef)" in out and "lord (cfg 999999)" in out
+
+
+def test_higher_is_better_columns_bold_the_maximum():
+    recs = []
+    for method, ssim in (("a", 0.5), ("b", 0.9)):
+        r = _record(method, 0, 0.1)
+        r["metrics"]["transfer_error"]["values"]["ssim"] = ssim
+        r["metrics"]["transfer_error"]["directions"]["ssim"] = "max"
+        recs.append(r)
+    out = render(recs)
+    assert "**0.900**" in out and "**0.500**" not in out
+
+
+def test_no_records():
+    assert "No finished runs yet." in render([])
