@@ -335,11 +335,12 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
                 _write_log(rd.path / "train_log.jsonl", result.log)
                 summary = {"train_seconds": result.seconds, "images_per_second": result.images_per_second,
                            "steps": result.steps, "resumed_from_step": result.resumed_from_step,
-                           "peak_memory_mb": envmod.peak_memory_mb(device)}
+                           "peak_memory_mb": envmod.peak_memory_mb(device), "method_info": result.info}
                 method.save(state_path)
                 rd.write("train_summary.json", summary)
                 (rd.path / "checkpoint.pt").unlink(missing_ok=True)
             method.eval()
+            record["method_info"] = summary.pop("method_info", {})
             record["artifacts"] = {"state": "state.pt", "train_log": "train_log.jsonl"}
             t_eval = time.perf_counter()
             eval_options = cfg.build(EvalOptions, cell.config["eval"], where="eval")

@@ -32,6 +32,9 @@ RECORD_SCHEMA: dict[str, str] = {
     "env": "dict: python, platform, device, device_name, library versions, git commit",
     "versions": "dict: disentbench version and the version of every plugin distribution used",
     "artifacts": "dict: file names in the run directory (transfer_grid, state, train_log)",
+    "method_info": "dict: what the method reported about its training (e.g. the latent dimensions an "
+                   "unsupervised method assigned to class and content, final values of adaptive weights)",
+    "data": "dict: the dataset's description of its protocol (splits, source checksums, preprocessing)",
     "error": "null or {type, message, traceback} when status is 'failed'",
     "started_at": "float: unix time", "finished_at": "float: unix time",
 }

@@ -155,6 +155,7 @@ class TrainResult:
     images: int
     steps: int
     resumed_from_step: int = 0
+    info: dict[str, Any] = field(default_factory=dict)  # what the method wants in the run record
 
     @property
     def images_per_second(self) -> float:
