@@ -116,7 +116,9 @@ class AdaIN(nn.Module):
 class AdaINGenerator(nn.Module):
     """LORD's generator: the spatial code goes through 3 FC layers to a (resolution/16)² map, then
     4 × [upsample, 3×3 conv, LeakyReLU, AdaIN(style)], then two 7×7 convolutions and a sigmoid.
-    The style code is mapped once to all AdaIN scales and shifts (the modulation layer)."""
+    The style code is mapped once to all AdaIN scales and shifts (the modulation layer).
+    ``style_dim=0`` gives the same network without AdaIN: a plain generator of one code (for
+    single-latent VAEs and C-S fusion's single-fusion variant, so they share LORD's generator)."""
 
     def __init__(self, spatial_dim: int, style_dim: int, resolution: int = 64, out_channels: int = 3,
                  channels: int = 256, n_adain: int = 4, last_channels: int = 64, last_kernel: int = 7) -> None:
@@ -131,7 +133,7 @@ class AdaINGenerator(nn.Module):
             nn.Linear(area * max(1, channels // 8), area * max(1, channels // 4)), nn.LeakyReLU(0.2),
             nn.Linear(area * max(1, channels // 4), area * channels), nn.LeakyReLU(0.2),
         )
-        self.modulation = nn.Linear(style_dim, n_adain * channels * 2)
+        self.modulation = nn.Linear(style_dim, n_adain * channels * 2) if style_dim > 0 else None
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, 1, 1) for _ in range(n_adain))
         self.adain = AdaIN()
         self.last = nn.Sequential(
@@ -139,13 +141,18 @@ class AdaINGenerator(nn.Module):
             nn.Conv2d(last_channels, out_channels, last_kernel, 1, last_kernel // 2), nn.Sigmoid(),
         )
 
-    def forward(self, spatial_code: torch.Tensor, style_code: torch.Tensor) -> torch.Tensor:
+    def forward(self, spatial_code: torch.Tensor, style_code: torch.Tensor | None = None) -> torch.Tensor:
         b = spatial_code.shape[0]
         x = self.fc(spatial_code).view(b, self.channels, self.init_size, self.init_size)
-        params = self.modulation(style_code).view(b, self.n_adain, 2, self.channels)
+        if (self.modulation is None) != (style_code is None):
+            raise ValueError("a style code is needed exactly when the generator was built with style_dim > 0")
+        params = None
+        if self.modulation is not None:
+            params = self.modulation(style_code).view(b, self.n_adain, 2, self.channels)
         for k, conv in enumerate(self.convs):
             x = F.leaky_relu(conv(F.interpolate(x, scale_factor=2, mode="nearest")), 0.2)
-            x = self.adain(x, params[:, k, 0] + 1.0, params[:, k, 1])
+            if params is not None:
+                x = self.adain(x, params[:, k, 0] + 1.0, params[:, k, 1])
         return self.last(x)
 
 
