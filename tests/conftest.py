@@ -28,6 +28,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DISENTBENCH_WEIGHTS", str(root / "weights"))
     monkeypatch.delenv("DISENTBENCH_DATA", raising=False)
     monkeypatch.delenv("DISENTBENCH_PLUGINS", raising=False)
+    monkeypatch.setenv("DISENTBENCH_OFFLINE", "1")  # no test reaches the network; download tests opt back in
     monkeypatch.setenv("PYTHONHASHSEED", "0")
     yield
 

@@ -1,0 +1,237 @@
+"""Building blocks for dataset plugins that read real files: a cache of preprocessed uint8 arrays
+(memory-mappable ``.npy`` under a key of what they were made from), remembered source checksums
+(so a cached load does not re-read gigabytes) and image cropping and area-averaging resizing.
+
+A cache entry is a directory ``<root>/<name>-<key>/`` holding one ``.npy`` per array and a
+``meta.json`` written last; it is built in a temporary directory and renamed into place, so a
+crash or a failed check never leaves a partial entry that a later load would use.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from disentbench.download import ChecksumError, file_digests
+
+CACHE_FORMAT = 1  # bump when the layout of a cache entry changes
+
+
+def cache_key(*parts: Any) -> str:
+    """16 hex digits of the SHA-256 of the canonical JSON of ``parts`` (sources + preprocessing)."""
+    payload = json.dumps([CACHE_FORMAT, *parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass
+class CachedArrays:
+    """A loaded cache entry: memory-mapped arrays by name and the metadata saved with them."""
+
+    path: Path
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    def nbytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+
+
+@dataclass
+class ArrayWriter:
+    """Fills one cache entry under construction: :meth:`allocate` a large array and write into it
+    in place (it lives on disk, not in memory), or :meth:`save` a small one; set :attr:`meta`."""
+
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+
+    def allocate(self, name: str, shape: Sequence[int], dtype: Any = np.uint8) -> np.ndarray:
+        self._add(name)
+        return np.lib.format.open_memmap(self.path / f"{name}.npy", mode="w+", dtype=dtype, shape=tuple(shape))
+
+    def save(self, name: str, array: np.ndarray) -> None:
+        self._add(name)
+        np.save(self.path / f"{name}.npy", np.asarray(array), allow_pickle=False)
+
+    def _add(self, name: str) -> None:
+        if not name or "/" in name or name in self.names:
+            raise ValueError(f"bad or repeated cache array name {name!r}")
+        self.names.append(name)
+
+
+class ArrayCache:
+    """One cache entry, ``<root>/<name>-<key>``: :meth:`exists`, :meth:`load`, :meth:`build`."""
+
+    def __init__(self, root: Path, name: str, key: str) -> None:
+        self.path = Path(root) / f"{name}-{key}"
+
+    def exists(self) -> bool:
+        return (self.path / "meta.json").is_file()
+
+    def load(self) -> CachedArrays:
+        """Memory-map every array (milliseconds, whatever the size)."""
+        meta = json.loads((self.path / "meta.json").read_text())
+        arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                  for name in meta["arrays"]}
+        return CachedArrays(self.path, arrays, meta["meta"])
+
+    @contextlib.contextmanager
+    def build(self) -> Iterator[ArrayWriter]:
+        """Yield a writer on a temporary directory; on a clean exit flush it, write ``meta.json``
+        and rename it into place. On an exception nothing is kept. If another process finished
+        the same entry first, its copy is kept and ours discarded."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        try:
+            writer = ArrayWriter(tmp)
+            yield writer
+            (tmp / "meta.json").write_text(json.dumps({"arrays": writer.names, "meta": writer.meta},
+                                                      indent=1, default=_json_default))
+            _fsync_dir(tmp)
+            try:
+                os.replace(tmp, self.path)
+            except OSError:
+                if not self.exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush every file of ``path`` to disk before the entry is published."""
+    for f in path.iterdir():
+        with open(f, "rb+") as handle:
+            os.fsync(handle.fileno())
+
+
+class HashStamps:
+    """Checksums of source files remembered by (path, size, mtime) in a small JSON file, so a file
+    is read and hashed once and re-hashed only when it changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self._data: dict[str, dict[str, Any]] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self._data = {}
+        self._dirty = False
+
+    def digests(self, file: Path, algorithms: Sequence[str] = ("sha256",), *, progress: bool = False) -> dict[str, str]:
+        file = Path(file)
+        st = file.stat()
+        key = str(file.resolve())
+        entry = self._data.get(key)
+        if not entry or entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
+            entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        missing = [a for a in algorithms if a not in entry]
+        if missing:
+            entry.update(file_digests(file, missing, progress=progress))
+            self._data[key] = entry
+            self._dirty = True
+        return {a: entry[a] for a in algorithms}
+
+    def sha256(self, file: Path, *, progress: bool = False) -> str:
+        return self.digests(file, ("sha256",), progress=progress)["sha256"]
+
+    def verify(self, file: Path, *, sha256: str | None = None, md5: str | None = None,
+               progress: bool = False) -> str:
+        """The file's SHA-256, after checking it against the pinned ``sha256`` / ``md5``; raises
+        :class:`ChecksumError` naming the file and both values."""
+        algorithms = ["sha256"] + (["md5"] if md5 else [])
+        actual = self.digests(file, algorithms, progress=progress)
+        if sha256 and not actual["sha256"].startswith(sha256.lower()):
+            raise ChecksumError(f"{file} has SHA-256 {actual['sha256']}; expected {sha256}")
+        if md5 and actual["md5"] != md5.lower():
+            raise ChecksumError(f"{file} has MD5 {actual['md5']}; expected {md5}")
+        return actual["sha256"]
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self._data, indent=0, sort_keys=True))
+        os.replace(tmp, self.path)
+        self._dirty = False
+
+
+# -- images ---------------------------------------------------------------------------------
+
+def center_crop(image: np.ndarray, height: int, width: int | None = None) -> np.ndarray:
+    """The central ``height`` × ``width`` window of an (H, W[, C]) image (clipped to its size)."""
+    width = height if width is None else width
+    h, w = image.shape[:2]
+    height, width = min(height, h), min(width, w)
+    top, left = (h - height) // 2, (w - width) // 2
+    return image[top : top + height, left : left + width]
+
+
+def pad_to_square(image: np.ndarray, value: int = 0) -> np.ndarray:
+    """Pad the shorter side of an (H, W[, C]) image evenly with ``value`` to make it square."""
+    h, w = image.shape[:2]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    pad = [(top, side - h - top), (left, side - w - left)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, pad, mode="constant", constant_values=value)
+
+
+def area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix whose row i holds the fraction of output pixel i that each input pixel
+    covers: output pixel i spans input coordinates [i·s, (i+1)·s) with s = n_in / n_out."""
+    scale = n_in / n_out
+    edges = np.arange(n_out + 1) * scale
+    lo, hi = edges[:-1, None], edges[1:, None]
+    j = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None)
+    return (overlap / scale).astype(np.float32)
+
+
+def resize_images(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize uint8 images (N, H, W, C) to ``size`` (an int for square, or (height, width)) by
+    area averaging: each output pixel is the mean of the source area it covers, weighted by
+    overlap (an exact block mean when the factor is an integer). The same rule enlarges, which
+    only small sources such as 60 px sprites need. Rounds half up."""
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    n, h, w, c = images.shape
+    if (h, w) == (out_h, out_w):
+        return np.ascontiguousarray(images, dtype=np.uint8)
+    if h % out_h == 0 and w % out_w == 0:  # exact block means, summed slice by slice (fast)
+        fh, fw = h // out_h, w // out_w
+        blocks = images.reshape(n, out_h, fh, out_w, fw, c)
+        rows = np.zeros((n, out_h, out_w, fw, c), dtype=np.uint32)
+        for i in range(fh):
+            rows += blocks[:, :, i]
+        total = np.zeros((n, out_h, out_w, c), dtype=np.uint32)
+        for j in range(fw):
+            total += rows[:, :, :, j]
+        area = fh * fw
+        return ((total + area // 2) // area).astype(np.uint8)
+    # Separable weights, applied as two large matrix products (batched small ones are slow).
+    wh, ww = area_weights(h, out_h), area_weights(w, out_w)
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)  # (N, C, H, W)
+    x = x.reshape(n * c * h, w) @ ww.T  # columns: (N·C·H, out_w)
+    x = np.ascontiguousarray(x.reshape(n * c, h, out_w).transpose(1, 0, 2)).reshape(h, n * c * out_w)
+    x = (wh @ x).reshape(out_h, n, c, out_w)  # rows
+    return np.ascontiguousarray(np.clip(x.transpose(1, 0, 3, 2) + 0.5, 0, 255.99).astype(np.uint8))
+
+
+def rank_by_hash(names: Sequence[str], seed: int | str) -> list[str]:
+    """``names`` in a pseudo-random order that depends only on (seed, name): a deterministic,
+    platform-independent way to hold out items that does not shift when other items change."""
+    return sorted(names, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
