@@ -160,15 +160,34 @@ def _dataset(regs, name: str, sets: list[str] | None):
     return target(cfg.build(target.Config, options, where=name)) if hasattr(target, "Config") else target()
 
 
+def _show(value: Any, indent: int = 0) -> list[str]:
+    """A dict as indented "key: value" lines (lists of scalars on one line)."""
+    pad = "  " * indent
+    lines = []
+    for key, item in value.items():
+        if isinstance(item, dict):
+            lines.append(f"{pad}{key}:")
+            lines.extend(_show(item, indent + 1))
+        elif isinstance(item, (list, tuple)):
+            lines.append(f"{pad}{key}: {', '.join(str(v) for v in item)}")
+        else:
+            lines.append(f"{pad}{key}: {item}")
+    return lines
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     import json
 
+    from disentbench.contracts import Unavailable
+    from disentbench.download import ChecksumError, UnsafeArchiveError
     from disentbench.paths import cache_root, data_root
 
     regs = _registries()
     root = data_root(args.data_dir)
+    names = regs.datasets.names() if args.names == ["all"] else args.names
+    regs.datasets.resolve(names)  # every unknown name reported at once, before any work
     status = 0
-    for name in args.names:
+    for name in names:
         dataset = _dataset(regs, name, args.set)
         if args.action == "fetch":
             fetch = getattr(dataset, "fetch", None)
@@ -176,19 +195,29 @@ def cmd_data(args: argparse.Namespace) -> int:
                 print(f"{name}: nothing to fetch (generated or loaded on demand)")
                 continue
             try:
-                fetch(root, progress=not args.quiet)
-                print(f"{name}: fetched and verified under {root}")
-            except Exception as exc:
+                folder = fetch(root, progress=not args.quiet)
+                print(f"{name}: fetched and verified: {folder or root}")
+            except (Unavailable, ChecksumError, UnsafeArchiveError, ValueError, OSError) as exc:
                 print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 status = 1
         else:
             describe = getattr(dataset, "describe", None)
-            if describe is not None:
-                info = describe(root, cache_root() / "datasets")
+            try:
+                if describe is not None:
+                    info = describe(root, cache_root() / "datasets")
+                elif args.names == ["all"]:  # loading may mean generating: only when asked by name
+                    info = {"note": f"no files to describe; `disentbench data info {name}` loads it to show its splits"}
+                else:
+                    bundle = dataset.load(root, cache_root() / "datasets", progress=not args.quiet)
+                    info = {"splits": {k: len(v) for k, v in bundle.splits.items()}, **bundle.info}
+            except Unavailable as exc:
+                info = {"found": False, "how_to_get": str(exc)}
+            if info.get("found") is False or str(info.get("checksums", "")).startswith("CORRUPT"):
+                status = 1
+            if args.json:
+                print(json.dumps({"dataset": name, **info}, indent=2, default=str))
             else:
-                bundle = dataset.load(root, cache_root() / "datasets", progress=not args.quiet)
-                info = {"splits": {k: len(v) for k, v in bundle.splits.items()}, **bundle.info}
-            print(json.dumps({"dataset": name, **info}, indent=2, default=str))
+                print("\n".join([f"{name}:"] + _show(info, 1)) + "\n")
     return status
 
 
@@ -270,11 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--out", default="leaderboard", help="output directory (default ./leaderboard)")
     lb.set_defaults(func=cmd_leaderboard)
 
-    data = sub.add_parser("data", help="fetch or describe datasets")
+    data = sub.add_parser("data", help="fetch datasets (download, verify, install) or show where they are, their "
+                                        "size, checksum state and splits",
+                          description="`data fetch NAME` downloads, verifies and installs a dataset under the data "
+                                      "root (or says which file to put where when it cannot be downloaded); "
+                                      "`data info NAME` shows where it is, its size, checksum state, cache and splits. "
+                                      "NAME may be 'all'.")
     data.add_argument("action", choices=["fetch", "info"])
     data.add_argument("names", nargs="+", metavar="NAME")
     data.add_argument("--data-dir", help="dataset root (default $DISENTBENCH_DATA or ~/.cache/disentbench/data)")
-    data.add_argument("--set", action="append", metavar="NAME.FIELD=VALUE")
+    data.add_argument("--set", action="append", metavar="NAME.FIELD=VALUE",
+                      help="dataset options, e.g. cars3d.resolution=32 (info then describes that cache)")
+    data.add_argument("--json", action="store_true", help="info as JSON")
     data.add_argument("--quiet", action="store_true")
     data.set_defaults(func=cmd_data)
 
