@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,3 +137,81 @@ def read_records(roots: Iterable[Path]) -> list[dict[str, Any]]:
 
 def now() -> float:
     return time.time()
+
+
+class RunLock:
+    """The ``lock`` file of a run directory: created exclusively, so that of several workers
+    (processes, Ray tasks, Slurm jobs sharing the store) exactly one runs a cell. While held, a
+    heartbeat thread touches it; a lock whose owner died (same host, process gone) or whose
+    heartbeat stopped for ``stale_after`` seconds (any host: a killed or preempted node) is taken over."""
+
+    def __init__(self, rd: RunDir, *, heartbeat: float = 30.0, stale_after: float = 300.0) -> None:
+        self.path = rd.path / "lock"
+        self.heartbeat, self.stale_after = heartbeat, stale_after
+        self.held = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _stale(self) -> bool:
+        try:
+            host, pid = self.path.read_text().split()
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        except (OSError, ValueError):
+            host, pid, age = "", "0", self.stale_after + 1
+        if host == socket.gethostname() and not _pid_alive(int(pid)):
+            return True
+        return age > self.stale_after
+
+    def acquire(self) -> bool:
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not self._stale():
+                    return False
+                self.path.unlink(missing_ok=True)  # its owner is gone: take over
+                continue
+            os.write(fd, me.encode())
+            os.close(fd)
+            self.held = True
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._beat, name="disentbench-lock", daemon=True)
+            self._thread.start()
+            return True
+        return False
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        if self.held:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join()
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
