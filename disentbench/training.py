@@ -107,8 +107,9 @@ class StepContext:
     """What a training step gets from the harness: its optimizers, mixed precision and counters."""
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device,
-                 precision: str, generator: torch.Generator, total_steps: int) -> None:
+                 precision: str, generator: torch.Generator, total_steps: int, world: int = 1) -> None:
         self.optimizers = optimizers
+        self.world = world
         self.device = device
         self.precision = precision
         self.generator = generator
@@ -135,8 +136,26 @@ class StepContext:
             opt.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=False):
             self.scaler.scale(loss).backward(retain_graph=retain_graph)
+        if self.world > 1:
+            self._average_gradients(opts)
         for opt in opts:
             self.scaler.step(opt)
+
+    def _average_gradients(self, opts: list[torch.optim.Optimizer]) -> None:
+        """Data parallelism: every rank computed the loss on its shard of the global batch; the
+        mean of their gradients is the gradient of the mean loss over the whole batch."""
+        import torch.distributed as dist
+
+        grads = [p.grad for opt in opts for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat.div_(self.world)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(*shape, device=self.device, generator=self.generator)
@@ -164,6 +183,28 @@ class TrainResult:
 
 class Trainable(Protocol):
     def stages(self, train: Split) -> list[Stage]: ...
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless torch.distributed is initialised."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed_from_env() -> tuple[int, int]:
+    """Under ``torchrun`` (WORLD_SIZE > 1), join the process group — NCCL with one GPU per local
+    rank where CUDA is available, gloo on CPUs — and return (rank, world size)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist_info()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,6 +235,14 @@ class Trainer:
         self.progress = progress
         self.device = resolve_device(options.device)
         self.labels = np.unique(train.classes, return_inverse=True)[1].astype(np.int64)
+        self.rank, self.world = dist_info()
+
+    def _shard(self, index: np.ndarray) -> np.ndarray:
+        """This rank's contiguous share of a global batch (groups of a class stay together)."""
+        if self.world == 1:
+            return index
+        per = len(index) // self.world
+        return index[self.rank * per : (self.rank + 1) * per]
 
     # -- data -------------------------------------------------------------------------------
     def _data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -220,7 +269,7 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------
     def _save(self, stage: int, epoch: int, batch: int, ctx: StepContext | None, log: list, steps: int) -> None:
         """Checkpoint at a position; ``ctx`` is None at a stage boundary (nothing of the stage to keep)."""
-        if self.checkpoint is None:
+        if self.checkpoint is None or self.rank != 0:
             return
         _atomic_torch_save(
             {
@@ -269,13 +318,15 @@ class Trainer:
                 stage.on_start()
             optimizers = stage.optimizers()
             generator = torch.Generator(device=self.device)
-            generator.manual_seed(int(np.random.default_rng([self.seed, s_idx]).integers(2**62)))
+            words = [self.seed, s_idx] + ([self.rank] if self.world > 1 else [])  # independent noise per rank
+            generator.manual_seed(int(np.random.default_rng(words).integers(2**62)))
             group = getattr(stage.sampler, "group_size", 1)
-            n_batches = len(stage.sampler.batches(np.random.default_rng([self.seed, s_idx, 0]), self.train, self.labels, stage.batch_size))
+            global_batch = stage.batch_size * self.world  # batch_size is per process, as in DDP
+            n_batches = len(stage.sampler.batches(np.random.default_rng([self.seed, s_idx, 0]), self.train, self.labels, global_batch))
             total = stage.epochs * n_batches
             if self.options.max_steps:
                 total = min(total, self.options.max_steps)
-            ctx = StepContext(optimizers, self.device, self.options.precision, generator, total)
+            ctx = StepContext(optimizers, self.device, self.options.precision, generator, total, self.world)
             if state and s_idx == start_stage:
                 method.load_state_dict(state["method"])  # after on_start, which may rebuild modules
                 if state["optimizers"]:  # resuming inside the stage, not at its start
@@ -287,16 +338,16 @@ class Trainer:
             else:
                 start_epoch, start_batch = 0, 0
             bar = tqdm(total=total, initial=ctx.step, desc=f"{type(method).__name__}:{stage.name}",
-                       disable=not self.progress, leave=False, dynamic_ncols=True)
+                       disable=not self.progress or self.rank != 0, leave=False, dynamic_ncols=True)
             done = ctx.step >= total
             for epoch in range(start_epoch, stage.epochs):
                 if done:
                     break
                 ctx.epoch = epoch
-                batches = stage.sampler.batches(np.random.default_rng([self.seed, s_idx, epoch]), self.train, self.labels, stage.batch_size)
+                batches = stage.sampler.batches(np.random.default_rng([self.seed, s_idx, epoch]), self.train, self.labels, global_batch)
                 first = start_batch if epoch == start_epoch else 0
                 for b_idx in range(first, len(batches)):
-                    batch = self._batch(data, batches[b_idx], group)
+                    batch = self._batch(data, self._shard(batches[b_idx]), group)
                     with ctx.autocast():
                         losses = stage.step(batch, ctx)
                     ctx.scaler.update()

@@ -95,3 +95,44 @@ def register_methods(register):
     register(MethodSpec(name="oracle", target=Oracle, description="perfect transfer (tests)"))
     register(MethodSpec(name="failing", target=Failing, description="always fails (tests)"))
     register(MethodSpec(name="interrupted", target=InterruptedOnce, description="interrupted once (tests)"))
+    register(MethodSpec(name="tiny-ae-test", target=TinyAE, description="deterministic autoencoder (tests)",
+                        supervision="unsupervised"))
+
+
+@dataclass
+class TinyAEConfig:
+    epochs: int = 2
+    batch_size: int = 8
+    dim: int = 8
+    lr: float = 1e-3
+
+
+class TinyAE(BaseMethod):
+    """A small deterministic two-code autoencoder (no noise): for data-parallel equivalence tests."""
+
+    Config = TinyAEConfig
+
+    def __init__(self, config, info):
+        super().__init__(config, info)
+        from disentbench.nn import ConvDecoder, ConvEncoder
+
+        self.enc = ConvEncoder(2 * config.dim, info.height, info.channels, 8, 16, 16)
+        self.dec = ConvDecoder(2 * config.dim, info.height, info.channels, 16, 8)
+
+    def encode(self, x):
+        z = self.enc(x)
+        return Codes(z[:, : self.config.dim], z[:, self.config.dim:])
+
+    def decode(self, a, b):
+        return self.dec(torch.cat([a, b], 1))
+
+    def stages(self, train):
+        from disentbench.training import Stage
+
+        def step(batch, ctx):
+            loss = (self.decode(*self.encode(batch.images)) - batch.images).pow(2).mean()
+            ctx.update(loss)
+            return {"loss": loss.detach()}
+
+        return [Stage("ae", self.config.epochs, self.config.batch_size, step,
+                      lambda: {"adam": torch.optim.Adam(self.parameters(), self.config.lr)})]
