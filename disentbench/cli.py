@@ -25,7 +25,7 @@ def _registries():
 def cmd_run(args: argparse.Namespace) -> int:
     from disentbench import config as cfg
     from disentbench import leaderboard
-    from disentbench.runner import plan, run_sweep
+    from disentbench.runner import plan
     from disentbench.store import read_records
 
     regs = _registries()
@@ -38,6 +38,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.parse_sets(args.set),
     )
     methods = args.methods or (suite.methods if suite else "all")
+    if methods == "all":  # "all" = all that can run here: leave out methods whose weights are missing
+        from disentbench.runner import unavailable_methods
+
+        skipped = unavailable_methods(regs)
+        methods = [m for m in regs.methods.names() if m not in skipped]
+        for name, reason in skipped.items():
+            print(f"disentbench: leaving out method {name!r}: {reason}; run it by name (--methods {name}) "
+                  "to see which file to put where", file=sys.stderr)
     datasets = args.datasets or (suite.datasets if suite else "synth3d")
     metrics = args.metrics or (suite.metrics if suite else "all")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else (suite.seeds if suite else [0])
@@ -68,7 +76,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             head += f" — {err.get('type')}: {str(err.get('message', '')).splitlines()[0] if err.get('message') else ''}"
         print(head, flush=True)
 
-    records = run_sweep(cells, regs, report=report)
+    executor = _executor(regs, args, overrides)
+    from disentbench.training import init_distributed_from_env
+
+    rank, world = init_distributed_from_env()  # under torchrun: one run trained on several devices
+    if world > 1:
+        if args.executor != "local" or (args.jobs or 1) > 1:
+            raise cfg.ConfigError("under torchrun every rank runs the cells in order: use the local executor "
+                                  "without --jobs")
+        if rank != 0:
+            for cell in cells:
+                from disentbench.runner import execute
+
+                execute(cell, regs)
+            return 0
+    records = executor.run(cells, report=report)
     failed = [r for r in records if r.get("status") == "failed"]
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, "
           f"{len(failed)} failed, in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -76,6 +98,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = leaderboard.write(read_records([Path(args.out)]), Path(args.leaderboard))
         print(f"disentbench: leaderboard written to {path}")
     return 1 if failed else 0
+
+
+def _executor(regs, args: argparse.Namespace, overrides: dict[str, dict[str, Any]]):
+    """The executor named by --executor, configured by its [NAME] options, --jobs and --ray-address."""
+    import importlib.util
+
+    from disentbench import config as cfg
+
+    spec = regs.executors.get(args.executor)
+    for req in spec.requires:
+        kind, _, name = req.partition(":")
+        if kind == "package" and importlib.util.find_spec(name) is None:
+            raise cfg.ConfigError(f"executor {spec.name!r} needs the Python package {name!r}: "
+                                  f"pip install 'disentbench[{spec.name}]'")
+    options = dict(overrides.get(spec.name, {}))
+    if args.jobs is not None:
+        if spec.name != "local":
+            raise cfg.ConfigError(f"--jobs applies to the local executor; for {spec.name!r} set its own options")
+        options["jobs"] = args.jobs
+    if args.ray_address:
+        if spec.name != "ray":
+            raise cfg.ConfigError("--ray-address needs --executor ray")
+        options["address"] = args.ray_address
+    target = spec.load()
+    return target(cfg.build(target.Config, options, where=spec.name)) if hasattr(target, "Config") else target()
 
 
 # -- list / plugins --------------------------------------------------------------------------
@@ -93,7 +140,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     regs = _registries()
-    kinds = [args.kind] if args.kind else ["methods", "datasets", "metrics", "weights", "suites"]
+    kinds = [args.kind] if args.kind else ["methods", "datasets", "metrics", "weights", "suites", "executors"]
     for kind in kinds:
         registry = getattr(regs, kind)
         rows = []
@@ -285,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-leaderboard", action="store_true", help="do not write the leaderboard")
     run.add_argument("--require-metrics", action="store_true", help="fail a run when any metric is unavailable")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--executor", default="local", help="where cells run: local (default), ray, slurm, or a plugin's")
+    run.add_argument("--jobs", type=int, help="local executor: run this many cells at once in worker processes")
+    run.add_argument("--ray-address", help="ray executor: join this cluster (HOST:PORT or auto) instead of a local Ray")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list registered methods, datasets, metrics, weights or suites")

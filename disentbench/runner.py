@@ -12,7 +12,6 @@ import importlib.util
 import json
 import math
 import os
-import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnav
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
-from disentbench.store import RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunStore, now
+from disentbench.store import RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunLock, RunStore, now
 
 HARNESS_SCOPES = ("train", "eval")
 
@@ -64,16 +63,19 @@ class Cell:
 
 
 def _check_scopes(regs: Registries, overrides: cfg.Overrides) -> None:
-    known = set(regs.methods.names()) | set(regs.datasets.names()) | set(regs.metrics.names()) | set(HARNESS_SCOPES)
+    known = (set(regs.methods.names()) | set(regs.datasets.names()) | set(regs.metrics.names())
+             | set(regs.executors.names()) | set(HARNESS_SCOPES))
     for scope in overrides:
         if scope not in known:
             close = difflib.get_close_matches(scope, sorted(known), n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise PlanError(
-                f"option scope {scope!r} names no registered method, dataset or metric, nor 'train'/'eval'.{hint} "
+                f"option scope {scope!r} names no registered method, dataset, metric or executor, nor "
+                f"'train'/'eval'.{hint} "
                 f"Known: {', '.join(sorted(known))}"
             )
-        kinds = [k for k, r in (("method", regs.methods), ("dataset", regs.datasets), ("metric", regs.metrics)) if scope in r]
+        kinds = [k for k, r in (("method", regs.methods), ("dataset", regs.datasets), ("metric", regs.metrics),
+                                ("executor", regs.executors)) if scope in r]
         if len(kinds) > 1:
             raise PlanError(f"option scope {scope!r} is ambiguous: it names a {' and a '.join(kinds)}")
 
@@ -150,6 +152,25 @@ def plan(
     return cells
 
 
+def unavailable_methods(regs: Registries, names: Iterable[str] | None = None) -> dict[str, str]:
+    """The methods (of ``names``; default: all registered) that declare a ``weights:NAME``
+    requirement whose file is missing here, each with the reason. A sweep over "all" leaves them
+    out instead of failing; a method named explicitly still runs, and fails saying what file to
+    put where. A present but corrupt file does not count as missing (the run reports it)."""
+    from disentbench.weights import WeightStore
+
+    store = WeightStore(regs.weights)
+    out: dict[str, str] = {}
+    for name in regs.methods.names() if names is None else names:
+        for req in regs.methods.get(name).requires:
+            kind, _, arg = req.partition(":")
+            if kind == "weights" and (arg not in regs.weights or store.status(arg) == "missing"):
+                out[name] = (f"pretrained weights {arg!r} are not in {store.root}"
+                             if arg in regs.weights else f"it needs weights {arg!r}, which no plugin registers")
+                break
+    return out
+
+
 # -- executing one cell -----------------------------------------------------------------------
 
 _DATA_MEMO: dict[str, DataBundle] = {}
@@ -174,11 +195,16 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _check_requirements(requires: Iterable[str], data: DataBundle, regs: Registries, split: str = "test") -> None:
+def _check_requirements(requires: Iterable[str], data: DataBundle, regs: Registries, split: str = "test",
+                        kinds: Iterable[str] | None = None) -> None:
+    """Raise :class:`MetricUnavailable` (or ``WeightsUnavailable``) for the first unmet requirement;
+    ``kinds`` restricts the check to those kinds ("factors", "weights", "package", "extra")."""
     from disentbench.weights import WeightStore
 
     for req in requires:
         kind, _, arg = req.partition(":")
+        if kinds is not None and kind not in kinds:
+            continue
         if req == "factors":
             if not data.splits[split].has_factors:
                 raise MetricUnavailable(f"dataset {data.name!r} has no ground-truth content factors")
@@ -187,8 +213,9 @@ def _check_requirements(requires: Iterable[str], data: DataBundle, regs: Registr
         elif kind == "package":
             if importlib.util.find_spec(arg) is None:
                 raise MetricUnavailable(
-                    f"the Python package {arg!r} is not installed; install it with "
-                    f"`pip install 'disentbench[metrics]'` (see the README for the torch/torchvision pair)"
+                    f"the Python package {arg!r} is not installed; install the disentbench extra that "
+                    f"provides it (`pip install 'disentbench[metrics]'`, `[reid]` or `[pose]`; the README's "
+                    f"metrics section says which, and which torch/torchvision pair to use)"
                 )
         elif kind == "extra":
             if arg not in data.splits[split].extras:
@@ -200,10 +227,14 @@ def evaluate_metric(spec: Any, metric_config: dict[str, Any], ctx: Any, regs: Re
     entry: dict[str, Any] = {"directions": dict(spec.keys), "values": {}, "reason": None, "notes": "", "seconds": 0.0}
     t0 = time.perf_counter()
     try:
-        _check_requirements(spec.requires, ctx.data, regs)
+        _check_requirements(spec.requires, ctx.data, regs, kinds=("package",))
         target = spec.load()
         options = {k: v for k, v in metric_config.items()}
         metric = target(cfg.build(target.Config, options, where=spec.name)) if hasattr(target, "Config") else target()
+        applies = getattr(metric, "applies", None)
+        if applies is not None:  # "does not apply to this dataset" is the reason to give, before missing files
+            applies(ctx)
+        _check_requirements(spec.requires, ctx.data, regs, kinds=("factors", "weights", "extra"))
         result = metric.compute(ctx)
         if isinstance(result, MetricResult):
             values, entry["notes"] = dict(result.values), result.notes
@@ -223,71 +254,92 @@ def evaluate_metric(spec: Any, metric_config: dict[str, Any], ctx: Any, regs: Re
     return entry
 
 
-class RunLock:
-    """``lock`` file in the run directory, created exclusively; stale locks of dead local
-    processes are taken over."""
-
-    def __init__(self, rd: RunDir) -> None:
-        self.path = rd.path / "lock"
-        self.held = False
-
-    def acquire(self) -> bool:
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, me.encode())
-                os.close(fd)
-                self.held = True
-                return True
-            except FileExistsError:
-                try:
-                    host, pid = self.path.read_text().split()
-                except (OSError, ValueError):
-                    host, pid = "", "0"
-                if host == socket.gethostname() and not _pid_alive(int(pid)):
-                    self.path.unlink(missing_ok=True)  # its owner died: take over
-                    continue
-                return False
-        return False
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
     """Run one cell unless it already finished; always returns its record (never raises for a
     failure of the method, dataset or metrics: those are recorded)."""
+    from disentbench.training import dist_info
+
     regs = regs or load_registries()
     store = RunStore(Path(cell.out))
     rd = store.run_dir(cell.run_id)
+    rank, world = dist_info()
     existing = rd.read_record()
-    if existing is not None and existing.get("status") == "finished":
-        return {**existing, "_skipped": True}
     lock = RunLock(rd)
-    if not lock.acquire():
+    if existing is not None and existing.get("status") == "finished":
+        decision = "finished"
+    elif rank == 0:
+        decision = "run" if lock.acquire() else "running-elsewhere"
+    else:
+        decision = None
+    if world > 1:  # every rank must take rank 0's decision, or the others would wait on it forever
+        import torch.distributed as dist
+
+        box = [decision]
+        dist.broadcast_object_list(box, src=0)
+        decision = box[0]
+    if decision == "finished":
+        return {**(existing or rd.read_record() or {}), "_skipped": True}
+    if decision == "running-elsewhere":
         return {"run_id": cell.run_id, "status": "running-elsewhere", "method": cell.method,
                 "dataset": cell.dataset, "seed": cell.seed, "_skipped": True}
+    if rank != 0:
+        return _follow(cell, regs, rd)
     try:
         if existing is not None:
             rd.archive_failed()
         return _execute_locked(cell, regs, rd)
     finally:
         lock.release()
+
+
+def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, device: Any,
+                   *, leader: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Build the method under the cell's seed and train it (resuming from the run's checkpoint),
+    or load its saved state when an earlier attempt trained it. Only the leader (rank 0 of a
+    distributed run) writes files."""
+    import torch
+
+    from disentbench import env as envmod
+    from disentbench.training import TrainOptions
+
+    options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
+    method_cls = regs.methods.get(cell.method).load()
+    method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
+    torch.manual_seed(cell.seed)
+    method = method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
+                        DataInfo.from_split(data.train)).to(device)
+    state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
+    if state_path.exists() and summary_path.exists():  # trained before; evaluation had failed
+        method.load(state_path)
+        summary = json.loads(summary_path.read_text())
+    else:
+        result = method.fit(data.train, options, seed=cell.seed, checkpoint=rd.path / "checkpoint.pt",
+                            progress=cell.progress and leader)
+        summary = {"train_seconds": result.seconds, "images_per_second": result.images_per_second,
+                   "steps": result.steps, "resumed_from_step": result.resumed_from_step,
+                   "peak_memory_mb": envmod.peak_memory_mb(device), "method_info": result.info}
+        if leader:
+            _write_log(rd.path / "train_log.jsonl", result.log)
+            method.save(state_path)
+            rd.write("train_summary.json", summary)
+            (rd.path / "checkpoint.pt").unlink(missing_ok=True)
+    method.eval()
+    return method, summary
+
+
+def _follow(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
+    """A rank > 0 of a distributed run: train in step with rank 0 (which owns the run directory,
+    evaluates and writes the record) and return."""
+    import torch
+
+    from disentbench.training import resolve_device
+
+    device = resolve_device(cell.runtime.get("device", "cpu"))
+    data = load_data(regs, cell.dataset, cell.config["dataset"], cell.data_dir, False)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        _train_or_load(cell, regs, rd, data, device, leader=False)
+    return {"run_id": cell.run_id, "status": "follower", "method": cell.method, "dataset": cell.dataset,
+            "seed": cell.seed, "_skipped": True}
 
 
 def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
@@ -318,28 +370,8 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             raise ImportError(f"method {cell.method!r} could not be imported: {cell.config['method']['_import_error']}")
         data = load_data(regs, cell.dataset, cell.config["dataset"], cell.data_dir, cell.progress)
         record["data"] = data.info
-        options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
-        method_cls = spec.load()
-        method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(cell.seed)
-            method = method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
-                                DataInfo.from_split(data.train)).to(device)
-            state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
-            if state_path.exists() and summary_path.exists():  # trained before; evaluation had failed
-                method.load(state_path)
-                summary = json.loads(summary_path.read_text())
-            else:
-                result = method.fit(data.train, options, seed=cell.seed, checkpoint=rd.path / "checkpoint.pt",
-                                    progress=cell.progress)
-                _write_log(rd.path / "train_log.jsonl", result.log)
-                summary = {"train_seconds": result.seconds, "images_per_second": result.images_per_second,
-                           "steps": result.steps, "resumed_from_step": result.resumed_from_step,
-                           "peak_memory_mb": envmod.peak_memory_mb(device), "method_info": result.info}
-                method.save(state_path)
-                rd.write("train_summary.json", summary)
-                (rd.path / "checkpoint.pt").unlink(missing_ok=True)
-            method.eval()
+            method, summary = _train_or_load(cell, regs, rd, data, device)
             record["method_info"] = summary.pop("method_info", {})
             record["artifacts"] = {"state": "state.pt", "train_log": "train_log.jsonl"}
             t_eval = time.perf_counter()
