@@ -14,6 +14,40 @@ METHODS: list[MethodSpec] = [
         supervision="class-supervised",
         paper=LORD_PAPER,
     ),
+    MethodSpec(
+        name="autoencoder",
+        target="disentbench_plugins.methods.autoencoder:Autoencoder",
+        description="Plain two-code autoencoder (LORD's encoders and generator), no disentanglement pressure: "
+                    "the lower bound",
+        supervision="unsupervised",
+        paper="baseline (no paper): the shared architecture of LORD, ICLR 2020, reconstruction only",
+    ),
+    MethodSpec(
+        name="drnet",
+        target="disentbench_plugins.methods.drnet:DrNet",
+        description="Class and content encoders on same-class pairs: cross reconstruction, class-code similarity, "
+                    "adversarial scene discriminator whose entropy the content encoder maximises",
+        supervision="class-supervised",
+        paper="Denton & Birodkar, Unsupervised Learning of Disentangled Representations from Video, NeurIPS 2017",
+    ),
+    MethodSpec(
+        name="cyclevae",
+        target="disentbench_plugins.methods.cyclevae:CycleVAE",
+        description="VAE over the content code with swapped class codes, plus the reverse cycle "
+                    "(sampled content decoded with two class codes must re-encode to the same content)",
+        supervision="class-supervised",
+        paper="Harsh Jha et al., Disentangling Factors of Variation with Cycle-Consistent Variational "
+              "Auto-Encoders, ECCV 2018",
+    ),
+    MethodSpec(
+        name="mlvae",
+        target="disentbench_plugins.methods.mlvae:MLVAE",
+        description="Multi-level VAE: class posterior of a group of same-class images by product of Gaussians, "
+                    "KL on class and content codes",
+        supervision="class-supervised",
+        paper="Bouchacourt, Tomioka & Nowozin, Multi-Level Variational Autoencoder: Learning Disentangled "
+              "Representations from Grouped Observations, AAAI 2018",
+    ),
 ]
 
 
