@@ -11,6 +11,7 @@ from disentbench.nn.blocks import (
     reparameterize,
 )
 from disentbench.nn.losses import PerceptualLoss, reconstruction_loss
+from disentbench.nn.pix2pixhd import MultiScaleDiscriminator, PatchDiscriminator, ResidualBlock, lsgan_loss
 
 __all__ = [
     "AdaIN",
@@ -24,4 +25,8 @@ __all__ = [
     "reparameterize",
     "PerceptualLoss",
     "reconstruction_loss",
+    "MultiScaleDiscriminator",
+    "PatchDiscriminator",
+    "ResidualBlock",
+    "lsgan_loss",
 ]
