@@ -63,8 +63,27 @@ class _Notes:
         return self.texts.index(text) + 1
 
 
-def _label(method: str, config_hash: str, several: bool) -> str:
-    return f"{method} (cfg {config_hash[:6]})" if several else method
+def _label(method: str, config_hash: str, several: bool, differs: str = "") -> str:
+    if not several:
+        return method
+    return f"{method} (cfg {config_hash[:6]}: {differs})" if differs else f"{method} (cfg {config_hash[:6]})"
+
+
+def _differing_options(records: Iterable[dict[str, Any]], dataset: str) -> dict[tuple[str, str], str]:
+    """For each (method, config hash) of a dataset's table, the method options whose values differ
+    between that method's configurations ("variant=adversarial"), so ablation rows say what they are."""
+    configs: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in records:
+        if r.get("status") == "finished" and r.get("dataset") == dataset:
+            options = {k: v for k, v in ((r.get("config") or {}).get("method") or {}).items() if k != "name"}
+            configs.setdefault(r["method"], {})[r["config_hash"]] = options
+    out = {}
+    for method, by_hash in configs.items():
+        keys = sorted({k for o in by_hash.values() for k in o})
+        varying = [k for k in keys if len({repr(o.get(k)) for o in by_hash.values()}) > 1]
+        for chash, options in by_hash.items():
+            out[(method, chash)] = ", ".join(f"{k}={options.get(k)}" for k in varying)
+    return out
 
 
 def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], str] | None = None,
@@ -112,8 +131,10 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
             headers += ["train s", "img/s"]
         headers.append("transfer grid")
         table = []
+        differs = _differing_options(records, dataset)
         for (method, chash), s in stats.items():
-            cells = [_label(method, chash, configs_per_method[method] > 1), s["supervision"], str(s["seeds"])]
+            cells = [_label(method, chash, configs_per_method[method] > 1, differs.get((method, chash), "")),
+                     s["supervision"], str(s["seeds"])]
             for col in columns:
                 if col not in s:
                     cells.append("")

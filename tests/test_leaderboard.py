@@ -77,3 +77,19 @@ def test_higher_is_better_columns_bold_the_maximum():
 
 def test_no_records():
     assert "No finished runs yet." in render([])
+
+
+def test_rows_of_several_configs_name_the_options_that_differ():
+    """An ablation (e.g. robust's variant) shows which configuration each row is."""
+
+    def record(variant: str, config_hash: str, mse: float) -> dict:
+        return {"status": "finished", "method": "robust", "dataset": "synth3d", "seed": 0,
+                "supervision": "video-pairs", "config_hash": config_hash,
+                "config": {"method": {"name": "robust", "variant": variant, "epsilon": 0.125}},
+                "metrics": {"transfer_error": {"status": "ok", "values": {"mse": mse}, "directions": {"mse": "min"},
+                                               "reason": None, "notes": ""}},
+                "timings": {}}
+
+    out = render([record("adaptive", "aaaaaa111111", 0.1), record("adversarial", "bbbbbb222222", 0.2)])
+    assert "robust (cfg aaaaaa: variant=adaptive)" in out and "robust (cfg bbbbbb: variant=adversarial)" in out
+    assert "epsilon" not in out  # only what tells the rows apart
