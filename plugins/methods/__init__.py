@@ -48,6 +48,16 @@ METHODS: list[MethodSpec] = [
         paper="Bouchacourt, Tomioka & Nowozin, Multi-Level Variational Autoencoder: Learning Disentangled "
               "Representations from Grouped Observations, AAAI 2018",
     ),
+    MethodSpec(
+        name="robust",
+        target="disentbench_plugins.methods.robust:Robust",
+        description="Pose VAE + appearance encoder on same-appearance pairs; MI(pose, appearance) bounded by an "
+                    "augmented Lagrangian on classifier T, KL weight adapted by a second classifier T' that "
+                    "detects overpowering (ablations: variant=adaptive|variational|adversarial|equal|fixed)",
+        supervision="video-pairs",
+        paper="Esser, Haux & Ommer, Unsupervised Robust Disentangling of Latent Characteristics for Image "
+              "Synthesis, ICCV 2019",
+    ),
 ]
 
 
