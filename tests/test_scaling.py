@@ -165,3 +165,21 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_doubled_batch(tmp_pat
     assert two["world"] == 2 and one["world"] == 1 and one["images"] == two["images"]
     worst = max(float((one["state"][k] - two["state"][k]).abs().max()) for k in one["state"])
     assert worst < 1e-4, f"parameters differ by {worst} after data-parallel training"
+
+
+def test_speed_benchmark_reports_every_option_against_the_baseline(tmp_path, monkeypatch):
+    """benchmarks/speed.py runs the real training step per option set and writes its table as JSON."""
+    monkeypatch.setenv("DISENTBENCH_PLUGINS", "testplugins")
+    from disentbench_benchmarks import speed
+
+    out = tmp_path / "speed.json"
+    assert speed.main(["--methods", "tiny-ae-test", "--options", "fp32,channels_last,bf16", "--steps", "2",
+                       "--warmup", "1", "--device", "cpu", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {r["option"]: r for r in result["training"]}
+    assert set(rows) == {"fp32", "channels_last", "bf16"}
+    assert rows["fp32"]["speedup"] == 1.0
+    for r in rows.values():
+        assert r["images_per_second"] > 0 and r["flops_per_image"] > 0 and 0 < r["mfu"]
+        assert r["achieved_flops"] == pytest.approx(r["flops_per_image"] * r["images_per_second"])
+    assert result["matmul_peak_fp32"] > 0
