@@ -289,9 +289,8 @@ class Trainer:
         return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self) -> TrainResult:
-        from tqdm.auto import tqdm
-
+    def _prepare(self) -> nn.Module:
+        """The method on the device with the speed options applied (threads, layout, compile)."""
         if self.options.num_threads:
             torch.set_num_threads(self.options.num_threads)
         method = self.method.to(self.device)
@@ -301,6 +300,59 @@ class Trainer:
             for child in method.children():
                 if any(True for _ in child.parameters()) and not isinstance(child, nn.Embedding):
                     child.compile()
+        return method
+
+    def time_steps(self, stage_index: int = 0, steps: int = 10, warmup: int = 3) -> dict[str, float]:
+        """Speed of one stage's real training step under these options (autocast, scaling,
+        layout, compile included): images/s over ``steps`` steps after ``warmup`` untimed ones,
+        and FLOPs per image counted by ``torch.utils.flop_counter`` on one more step."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        method = self._prepare()
+        data = self._data()
+        stage = method.stages(self.train)[stage_index]
+        if stage.on_start is not None:
+            stage.on_start()
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self.seed)
+        ctx = StepContext(stage.optimizers(), self.device, self.options.precision, generator, warmup + steps + 1)
+        batches = stage.sampler.batches(np.random.default_rng([self.seed, stage_index]), self.train, self.labels,
+                                        stage.batch_size)
+        group = getattr(stage.sampler, "group_size", 1)
+        method.train()
+
+        def one(k: int) -> int:
+            index = batches[k % len(batches)]
+            batch = self._batch(data, index, group)
+            with ctx.autocast():
+                stage.step(batch, ctx)
+            ctx.scaler.update()
+            ctx.step += 1
+            return len(index)
+
+        def sync() -> None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+
+        for k in range(warmup):
+            one(k)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        sync()
+        t0 = time.perf_counter()
+        images = sum(one(warmup + k) for k in range(steps))
+        sync()
+        seconds = time.perf_counter() - t0
+        with FlopCounterMode(display=False) as counter:
+            n = one(warmup + steps)
+        method.eval()
+        return {"images_per_second": images / seconds, "seconds_per_step": seconds / steps,
+                "flops_per_image": counter.get_total_flops() / n, "batch_size": float(n)}
+
+    def run(self) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        method = self._prepare()
         data = self._data()
         stages = method.stages(self.train)
         state = self._load()
