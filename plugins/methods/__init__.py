@@ -58,6 +58,26 @@ METHODS: list[MethodSpec] = [
         paper="Esser, Haux & Ommer, Unsupervised Robust Disentangling of Latent Characteristics for Image "
               "Synthesis, ICCV 2019",
     ),
+    MethodSpec(
+        name="idpose",
+        target="disentbench_plugins.methods.idpose:IDPose",
+        description="Triplets from clips (pose reference = nearest neighbour of the target in other clips, frozen "
+                    "RotNet AlexNet conv4), ID/pose encoders, Pix2PixHD decoder, disentanglement + "
+                    "pixel-verification losses, real/fake and same-identity 2-scale discriminators, clip classifier",
+        supervision="video-pairs",
+        paper="Xiao, Liu & Lee, Identity from here, Pose from there: Self-supervised Disentanglement and "
+              "Generation of Objects using Unlabeled Videos, 2019",
+        requires=("weights:rotnet_alexnet",),
+    ),
+    MethodSpec(
+        name="idpose-gtpose",
+        target="disentbench_plugins.methods.idpose:IDPoseGTPose",
+        description="idpose with pose references retrieved by GROUND-TRUTH pose factors instead of RotNet "
+                    "features (pose-supervised variant, not the paper's setting; needs datasets with factors)",
+        supervision="pose-supervised",
+        paper="variant of Xiao, Liu & Lee 2019 (retrieval by ground-truth pose)",
+        requires=("factors",),
+    ),
 ]
 
 
