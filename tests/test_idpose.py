@@ -133,6 +133,8 @@ def test_idpose_trains_with_its_feature_space(tiny_data, rotnet_weights):
     method = _build(IDPose, tiny_data)
     result = method.fit(tiny_data.train, TrainOptions(max_steps=2), seed=0, progress=False)
     assert len(result.log) == 2 and {"dis1", "dis2", "pv", "gan", "aux", "d_loss"} <= set(result.log[0])
+    info = result.info  # → method_info: how good the retrieval was, where ground truth can tell
+    assert info["retrieval"] == "features" and info["pose_clusters"] == 3 and 0.0 <= info["pose_reference_exact"] <= 1.0
 
 
 def test_idpose_is_deterministic_and_saves_and_loads(tiny_data, rotnet_weights, tmp_path):
@@ -155,6 +157,7 @@ def test_gtpose_loss_decreases(tiny_data):
     log = method.fit(tiny_data.train, TrainOptions(), seed=0, progress=False).log
     dis = [row["dis1"] + row["dis2"] for row in log]
     assert len(dis) == 2 * (len(tiny_data.train) // 8)
+    assert method._retrieval_info["retrieval"] == "ground-truth" and method._retrieval_info["pose_reference_exact"] == 1.0
     assert np.mean(dis[-3:]) < 0.7 * np.mean(dis[:3])
 
 

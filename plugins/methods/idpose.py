@@ -43,7 +43,7 @@ from torch import nn
 from disentbench.contracts import Codes, DataInfo, Split, Unavailable
 from disentbench.method import BaseMethod
 from disentbench.nn import MultiScaleDiscriminator, ResidualBlock, lsgan_loss, reconstruction_loss
-from disentbench.training import Stage
+from disentbench.training import Stage, TrainOptions, TrainResult
 
 ROTNET_WEIGHTS = "rotnet_alexnet"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RotNet's input normalisation (its README)
@@ -369,7 +369,19 @@ class IDPose(BaseMethod):
         clusters, candidates = self.retrieval_tables(train, clips)
         n_batches = max(1, c.triplets_per_epoch // c.batch_size) if c.triplets_per_epoch else 0
         sampler = TripletSampler(clusters=clusters, candidates=candidates, clips=clips, n_batches=n_batches)
+        self._retrieval_info = {"retrieval": self.retrieval, "pose_clusters": int(clusters.max()) + 1,
+                                "pose_pairs": len(sampler._build()["pairs"])}
+        if train.has_factors:  # how often I_pose really shows I_target's pose (1.0 = ground truth)
+            pose = train.content_labels()
+            self._retrieval_info["pose_reference_exact"] = float(np.mean(
+                [np.mean(pose[cands] == pose[i]) for i, cands in enumerate(candidates)]))
         return [Stage("train", c.epochs, c.batch_size, self._step, self._optimizers, sampler)]
+
+    def fit(self, train: Split, options: TrainOptions, **kwargs) -> TrainResult:
+        """Trains, then reports how the pose references were found (→ ``method_info``)."""
+        result = super().fit(train, options, **kwargs)
+        result.info.update(getattr(self, "_retrieval_info", {}))
+        return result
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config

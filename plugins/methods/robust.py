@@ -25,7 +25,6 @@ learning rates, epochs and batch size. ε = 0.125 is the paper's (Table 1).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -226,10 +225,10 @@ class Robust(BaseMethod):
         self.i_t_prime.fill_(i_t_prime)
         return float(self.gamma), float(self.lam)  # the stored (checkpointed) values
 
-    def fit(self, train: Split, options: TrainOptions, *, seed: int = 0, checkpoint: Path | None = None,
-            progress: bool = True) -> TrainResult:
-        result = super().fit(train, options, seed=seed, checkpoint=checkpoint, progress=progress)
-        result.info = {"variant": self.config.variant, "epsilon": self.config.epsilon,
-                       "i_t": float(self.i_t), "i_t_prime": float(self.i_t_prime),
-                       "gamma": float(self.gamma), "lambda": float(self.lam)}
+    def fit(self, train: Split, options: TrainOptions, **kwargs) -> TrainResult:
+        """Trains, then reports the ablation and the final I_T, I_T′, γ and λ (→ ``method_info``)."""
+        result = super().fit(train, options, **kwargs)
+        result.info.update({"variant": self.config.variant, "epsilon": self.config.epsilon,
+                            "i_t": float(self.i_t), "i_t_prime": float(self.i_t_prime),
+                            "gamma": float(self.gamma), "lambda": float(self.lam)})
         return result
