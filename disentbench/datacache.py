@@ -76,9 +76,11 @@ class ArrayCache:
         return (self.path / "meta.json").is_file()
 
     def load(self) -> CachedArrays:
-        """Memory-map every array (milliseconds, whatever the size)."""
+        """Memory-map every array (milliseconds, whatever the size). Copy-on-write: the arrays are
+        writable like ordinary ones (torch.from_numpy accepts them), but writes stay in this
+        process and never reach the cache files."""
         meta = json.loads((self.path / "meta.json").read_text())
-        arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        arrays = {name: np.load(self.path / f"{name}.npy", mmap_mode="c", allow_pickle=False)
                   for name in meta["arrays"]}
         return CachedArrays(self.path, arrays, meta["meta"])
 

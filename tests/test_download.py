@@ -242,6 +242,8 @@ def test_array_cache_publishes_only_complete_entries(tmp_path):
     loaded = cache.load()
     assert isinstance(loaded.arrays["images"], np.memmap) and loaded.arrays["images"].dtype == np.uint8
     assert int(loaded.arrays["images"].sum()) == 7 * 16 and loaded.meta == {"splits": {"train": [0, 3]}}
+    loaded.arrays["images"][0] = 0  # copy-on-write: the cache on disk is untouched
+    assert int(cache.load().arrays["images"].sum()) == 7 * 16
     assert ArrayCache(tmp_path, "toy", "k2").exists() is False
 
 
@@ -274,6 +276,9 @@ def test_resize_images_area_averages():
     stripes[:, :, ::3] = 255  # one bright column in three: an area average keeps the mean brightness
     assert abs(resize_images(stripes, 6).mean() - 85) < 2
     assert resize_images(x, (6, 3)).shape == (3, 6, 3, 3)
+    row = np.array([[[[30], [90], [150]]]], dtype=np.uint8)  # 1×3 → 1×2: pixel 1 is shared half and half
+    out = resize_images(row, (1, 2))[0, 0, :, 0]
+    assert out.tolist() == [int((30 + 0.5 * 90) / 1.5 + 0.5), int((0.5 * 90 + 150) / 1.5 + 0.5)]
 
 
 def test_rank_by_hash_is_deterministic_and_stable_under_additions():
