@@ -281,9 +281,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
         rows = []
         for spec in regs.weights:
             size = f"{spec.size / 2**20:.1f} MB" if spec.size else "?"
-            rows.append([spec.name, store.status(spec.name), size, spec.sha256 or "-", spec.url or "(manual)",
-                         str(store.path_of(spec.name))])
-        print(tabulate(rows, headers=["weights", "status", "size", "sha256", "url", "path"], tablefmt="simple"))
+            sha = (spec.sha256 if len(spec.sha256) == 64 else f"{spec.sha256}… (prefix)") if spec.sha256 else "(none published)"
+            rows.append([spec.name, store.status(spec.name), ", ".join(spec.used_by) or "-", size, sha,
+                         spec.url or "(manual)", str(store.path_of(spec.name))])
+        print(tabulate(rows, headers=["weights", "status", "used by", "size", "sha256", "url", "path"],
+                       tablefmt="simple", maxcolwidths=[None, None, 30, None, None, 60, None]))
+        print(f"\nroot: {store.root} ($DISENTBENCH_WEIGHTS, else $TORCH_HOME/hub/checkpoints); "
+              "`disentbench weights fetch [NAME ...]` downloads and verifies")
         return 0
     names = args.names or (regs.weights.names() if args.action == "fetch" else [])
     if not names:

@@ -202,6 +202,11 @@ class Dataset(Protocol):
 
 @runtime_checkable
 class Metric(Protocol):
-    """A metric plugin: named scalars for a trained method on a dataset (keys as in its MetricSpec)."""
+    """A metric plugin: named scalars for a trained method on a dataset (keys as in its MetricSpec).
+
+    A metric may also define ``applies(ctx) -> None``, raising :class:`MetricUnavailable` when it
+    does not apply to the dataset (a person re-identification score on rendered objects); the
+    harness calls it before checking the spec's weight and data requirements, so that this, not a
+    missing file, is the reason recorded."""
 
     def compute(self, ctx: "EvalContext") -> Mapping[str, float] | MetricResult: ...

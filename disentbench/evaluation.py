@@ -34,15 +34,28 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
 
 
+# Per-image annotations (``Split.extras``) that place an image's content in a metric space, in
+# order of preference: LORD's CelebA protocol finds content images by nearest neighbour in them.
+# Each is an (N, K, D) or (N, D) float array; NaN marks a coordinate that is missing (undetected).
+NEIGHBOUR_ANNOTATIONS = ("landmarks", "keypoints")
+
+
 @dataclass
 class TransferPairs:
-    """LORD's content-transfer protocol on one split: the class of ``class_idx[k]``, the content
-    of ``content_idx[k]`` and the real image ``targets[k]`` showing exactly that combination
-    (looked up in the same split, else in the training split, as SmallNorb-Poses needs)."""
+    """Content-transfer pairs on one split: the class of ``class_idx[k]``, the content of
+    ``content_idx[k]`` and the real image ``targets[k]`` showing that combination.
+
+    ``protocol`` says how they were made: "ground-truth" (LORD Table 1: the target is looked up by
+    class and content factors, in the same split, else in the training split, as SmallNorb-Poses
+    needs); "nearest-neighbour:KEY" (LORD's CelebA protocol for datasets without factors: the
+    target is a real image, the class image another image of its class, the content image the
+    nearest neighbour of the target in annotation KEY among other classes); "random" (pairs of
+    different classes without a target, for metrics that need none)."""
 
     class_idx: np.ndarray
     content_idx: np.ndarray
-    targets: np.ndarray  # uint8 (n, H, W, C)
+    targets: np.ndarray | None  # uint8 (n, H, W, C); None for "random"
+    protocol: str = "ground-truth"
 
 
 class EvalContext:
@@ -102,54 +115,119 @@ class EvalContext:
         key = ("codes", split, None if index is None else tuple(np.asarray(index).tolist()))
         return self.memo(key, compute)
 
-    def transfer_pairs(self, split: str = "test", n: int | None = None) -> TransferPairs:
-        """Random pairs (i, j) of different classes whose ground-truth target exists (LORD Table 1)."""
+    def transfer_pairs(self, split: str = "test", n: int | None = None, *,
+                       need_targets: bool = True) -> TransferPairs:
+        """Pairs (i, j) of different classes with the real target image of class(i) in content(j):
+        by ground-truth factors (LORD Table 1), else by nearest neighbour in a content annotation
+        (:data:`NEIGHBOUR_ANNOTATIONS`, LORD's CelebA protocol). Where neither applies, raises
+        :class:`MetricUnavailable`, or with ``need_targets=False`` returns random pairs of
+        different classes without targets (for metrics that compare no target)."""
         n = n or self.options.n_pairs
+        try:
+            return self.memo(("pairs", split, n), lambda: self._target_pairs(split, n))
+        except MetricUnavailable:
+            if need_targets:
+                raise
+            return self.memo(("pairs-random", split, n), lambda: self._random_pairs(split, n))
 
-        def compute():
-            s = self.split(split)
-            if not s.has_factors:
-                raise MetricUnavailable(
-                    f"dataset {self.data.name!r} has no ground-truth content factors, so the "
-                    "ground-truth content-transfer protocol does not apply"
-                )
-            fallback = self.data.splits.get("train") if split != "train" else None
-            rng = self.rng("pairs", split)
-            ci, cj, tgt = [], [], []
-            for _ in range(50):
-                i = rng.integers(0, len(s), size=2 * n)
-                j = rng.integers(0, len(s), size=2 * n)
-                keep = s.classes[i] != s.classes[j]
-                i, j = i[keep], j[keep]
-                t_here = s.lookup(s.classes[i], s.factors[j])
-                t_train = (fallback.lookup(s.classes[i], s.factors[j]) if fallback is not None and fallback.has_factors
-                           else np.full(len(i), -1))
-                ok = (t_here >= 0) | (t_train >= 0)
-                ci.append(i[ok]); cj.append(j[ok]); tgt.append(np.stack([t_here[ok], t_train[ok]], 1))
-                if sum(len(a) for a in ci) >= n:
-                    break
-            i, j, t = (np.concatenate(a)[:n] for a in (ci, cj, tgt))
-            if len(i) == 0:
-                raise MetricUnavailable(f"no transfer pair of split {split!r} has a ground-truth target")
-            targets = np.empty((len(i),) + s.images.shape[1:], dtype=np.uint8)
-            here = t[:, 0] >= 0
-            targets[here] = s.images[t[here, 0]]
-            if (~here).any():
-                targets[~here] = fallback.images[t[~here, 1]]
-            return TransferPairs(i, j, targets)
+    def neighbour_annotation(self, split: str = "test") -> str | None:
+        """The first of :data:`NEIGHBOUR_ANNOTATIONS` the split carries, or None."""
+        extras = self.split(split).extras
+        return next((key for key in NEIGHBOUR_ANNOTATIONS if key in extras), None)
 
-        return self.memo(("pairs", split, n), compute)
+    def _random_pairs(self, split: str, n: int) -> TransferPairs:
+        s = self.split(split)
+        if len(np.unique(s.classes)) < 2:
+            raise MetricUnavailable(f"split {split!r} of dataset {self.data.name!r} has fewer than 2 classes")
+        rng = self.rng("pairs-random", split)
+        ci, cj = [], []
+        while sum(len(a) for a in ci) < n:
+            i = rng.integers(0, len(s), size=2 * n)
+            j = rng.integers(0, len(s), size=2 * n)
+            keep = s.classes[i] != s.classes[j]
+            ci.append(i[keep]); cj.append(j[keep])
+        return TransferPairs(np.concatenate(ci)[:n], np.concatenate(cj)[:n], None, "random")
 
-    def transferred(self, split: str = "test", n: int | None = None) -> np.ndarray:
+    def _neighbour_pairs(self, split: str, key: str, n: int) -> TransferPairs:
+        s = self.split(split)
+        points = np.asarray(s.extras[key], dtype=np.float64).reshape(len(s), -1)
+        labels = np.unique(s.classes, return_inverse=True)[1]
+        members = np.split(np.argsort(labels, kind="stable"), np.cumsum(np.bincount(labels))[:-1])
+        eligible = np.flatnonzero(np.bincount(labels)[labels] >= 2)  # the target needs a second image of its class
+        if len(eligible) == 0 or len(members) < 2:
+            raise MetricUnavailable(
+                f"the nearest-neighbour protocol on split {split!r} needs classes with at least 2 images "
+                "and at least 2 classes")
+        rng = self.rng("pairs-nn", split)
+        targets = rng.choice(eligible, size=n, replace=len(eligible) < n)
+        class_idx = np.empty(n, dtype=np.int64)
+        for k, t in enumerate(targets):
+            same = members[labels[t]]
+            class_idx[k] = rng.choice(same[same != t])
+        content_idx = nearest_other_class(points[targets], labels[targets], points, labels)
+        found = content_idx >= 0
+        if not found.any():
+            raise MetricUnavailable(f"no image of split {split!r} shares annotated {key!r} coordinates with another class")
+        t = targets[found]
+        return TransferPairs(class_idx[found], content_idx[found], s.images[t], f"nearest-neighbour:{key}")
+
+    def _target_pairs(self, split: str, n: int) -> TransferPairs:
+        s = self.split(split)
+        if not s.has_factors:
+            key = self.neighbour_annotation(split)
+            if key is not None:
+                return self._neighbour_pairs(split, key, n)
+            raise MetricUnavailable(
+                f"dataset {self.data.name!r} has no ground-truth content factors and no content annotation "
+                f"({' or '.join(map(repr, NEIGHBOUR_ANNOTATIONS))} in Split.extras), so neither the "
+                "ground-truth nor the nearest-neighbour content-transfer protocol applies"
+            )
+        fallback = self.data.splits.get("train") if split != "train" else None
+        rng = self.rng("pairs", split)
+        ci, cj, tgt = [], [], []
+        for _ in range(50):
+            i = rng.integers(0, len(s), size=2 * n)
+            j = rng.integers(0, len(s), size=2 * n)
+            keep = s.classes[i] != s.classes[j]
+            i, j = i[keep], j[keep]
+            t_here = s.lookup(s.classes[i], s.factors[j])
+            t_train = (fallback.lookup(s.classes[i], s.factors[j]) if fallback is not None and fallback.has_factors
+                       else np.full(len(i), -1))
+            ok = (t_here >= 0) | (t_train >= 0)
+            ci.append(i[ok]); cj.append(j[ok]); tgt.append(np.stack([t_here[ok], t_train[ok]], 1))
+            if sum(len(a) for a in ci) >= n:
+                break
+        i, j, t = (np.concatenate(a)[:n] for a in (ci, cj, tgt))
+        if len(i) == 0:
+            raise MetricUnavailable(f"no transfer pair of split {split!r} has a ground-truth target")
+        targets = np.empty((len(i),) + s.images.shape[1:], dtype=np.uint8)
+        here = t[:, 0] >= 0
+        targets[here] = s.images[t[here, 0]]
+        if (~here).any():
+            targets[~here] = fallback.images[t[~here, 1]]
+        return TransferPairs(i, j, targets)
+
+    def transferred(self, split: str = "test", n: int | None = None, *, need_targets: bool = True) -> np.ndarray:
         """uint8 images generated for :meth:`transfer_pairs` (computed once per run)."""
+        p = self.transfer_pairs(split, n, need_targets=need_targets)
 
         def compute():
             s = self.split(split)
-            p = self.transfer_pairs(split, n)
             parts = self.map_batches(self.method.transfer, s.images[p.class_idx], s.images[p.content_idx])
             return np.concatenate([to_uint8(x) for x in parts])
 
-        return self.memo(("transferred", split, n or self.options.n_pairs), compute)
+        key = ("transferred", split, n or self.options.n_pairs)
+        return self.memo(key if p.protocol != "random" else key + ("random",), compute)
+
+    def reconstructed_at(self, split: str, index: np.ndarray) -> np.ndarray:
+        """uint8 reconstructions decode(encode(x)) of the images at ``index`` of a split (memoised)."""
+        index = np.asarray(index, dtype=np.int64)
+
+        def compute():
+            parts = self.map_batches(self.method.reconstruct, self.split(split).images[index])
+            return np.concatenate([to_uint8(x) for x in parts])
+
+        return self.memo(("reconstructed-at", split, index.tobytes()), compute)
 
     def reconstructed(self, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
         """(originals, reconstructions) for up to ``max_codes`` images of the split."""
@@ -163,6 +241,28 @@ class EvalContext:
             return s.images[idx], np.concatenate([to_uint8(x) for x in parts])
 
         return self.memo(("reconstructed", split), compute)
+
+
+def nearest_other_class(queries: np.ndarray, query_labels: np.ndarray, points: np.ndarray,
+                        labels: np.ndarray, *, chunk: int = 256) -> np.ndarray:
+    """For each query row, the index of the nearest row of ``points`` with a different label
+    (mean squared difference over the coordinates finite in both; NaN = missing); -1 where no
+    row of another label shares a finite coordinate with the query."""
+    qm, pm = np.isfinite(queries), np.isfinite(points)
+    q, p = np.where(qm, queries, 0.0), np.where(pm, points, 0.0)
+    qm, pm = qm.astype(np.float64), pm.astype(np.float64)
+    out = np.full(len(queries), -1, dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        sl = slice(start, start + chunk)
+        shared = qm[sl] @ pm.T
+        sq = (q[sl] ** 2) @ pm.T + qm[sl] @ (p ** 2).T - 2.0 * q[sl] @ p.T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dist = np.where(shared > 0, sq / np.maximum(shared, 1.0), np.inf)
+        dist[query_labels[sl, None] == labels[None, :]] = np.inf
+        best = dist.argmin(axis=1)
+        ok = np.isfinite(dist[np.arange(len(best)), best])
+        out[sl] = np.where(ok, best, -1)
+    return out
 
 
 def transfer_grid(method: Any, split: Split, *, size: int, seed: int, device: torch.device):

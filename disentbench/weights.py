@@ -15,6 +15,26 @@ class WeightsUnavailable(Unavailable):
     """A registered weight file is missing and cannot be downloaded here."""
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
+
+
+def load_checkpoint(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers, never arbitrary pickled code.
+    Checkpoints that also hold NumPy scalars (torchreid's model zoo stores its rank-1 accuracy as one)
+    are allowed those NumPy types and nothing else."""
+    import numpy as np
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (retry once with the NumPy scalar types allowed)
+        core = np._core if hasattr(np, "_core") else np.core  # NumPy 2 renamed numpy.core
+        allowed = [core.multiarray.scalar, np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32)),
+                   type(np.dtype(np.int64))]
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def resource(spec: WeightSpec) -> Resource:
     manual = spec.instructions or f"or run `disentbench weights fetch {spec.name}` on a machine with internet"
     return Resource(spec.filename, url=spec.url, sha256=spec.sha256 or None, size=spec.size, manual=manual)
@@ -31,10 +51,11 @@ class WeightStore:
         return self.root / self.registry.get(name).filename
 
     def status(self, name: str) -> str:
-        """"verified", "missing" or "corrupt: ..." (hashes the file if present)."""
+        """"verified", "present (no checksum published)", "missing" or "corrupt: ..." (hashes the
+        file if present)."""
         try:
             self.path(name, download=False)
-            return "verified"
+            return "verified" if self.registry.get(name).sha256 else "present (no checksum published)"
         except WeightsUnavailable:
             return "missing"
         except ChecksumError as exc:
@@ -49,13 +70,22 @@ class WeightStore:
             raise WeightsUnavailable(f"pretrained weights {name!r} ({spec.description}): {exc}") from None
 
     def fetch(self, name: str, *, progress: bool = True) -> Path:
-        return self.path(name, download=True, progress=progress)
+        """Download (if missing) and verify; a checkpoint with no published checksum must at least load
+        safely, so that a web page served in its place (file hosts do that) is not kept."""
+        path = self.path(name, download=True, progress=progress)
+        if not self.registry.get(name).sha256 and path.name.endswith(CHECKPOINT_SUFFIXES):
+            try:
+                load_checkpoint(path)
+            except Exception as exc:  # noqa: BLE001
+                path.unlink(missing_ok=True)
+                raise WeightsUnavailable(
+                    f"the file fetched for {name!r} is not a PyTorch checkpoint that loads safely ({exc}); it was "
+                    f"deleted. {self.registry.get(name).instructions}".strip()) from None
+        return path
 
     def load_state_dict(self, name: str, *, download: bool = False) -> dict[str, Any]:
-        """``torch.load`` with ``weights_only=True`` on the verified file."""
-        import torch
-
-        return torch.load(self.path(name, download=download), map_location="cpu", weights_only=True)
+        """:func:`load_checkpoint` (``weights_only=True``) on the verified file."""
+        return load_checkpoint(self.path(name, download=download))
 
 
 def default_store() -> WeightStore:
