@@ -7,6 +7,8 @@ from __future__ import annotations
 from disentbench import MetricSpec, hookimpl
 
 LORD_PAPER = "Gabbay & Hoshen, ICLR 2020"
+XIAO_PAPER = "Xiao, Liu & Lee 2019, Tables 1-2"
+ESSER_PAPER = "Esser, Haux & Ommer, ICCV 2019, Table 2"
 
 METRICS: list[MetricSpec] = [
     MetricSpec(
@@ -34,6 +36,62 @@ METRICS: list[MetricSpec] = [
         description="Pixel MSE of decode(encode(x)) on held-out images",
         keys={"mse": "min"},
         requires=("codes",),
+    ),
+    MetricSpec(
+        name="lpips_transfer",
+        target="disentbench_plugins.metrics.lpips_transfer:LPIPSTransfer",
+        description="LPIPS (AlexNet, v0.1) between content transfers and their real targets: ground-truth "
+                    "factors (LORD Table 1) or nearest neighbour in landmarks/keypoints (LORD's CelebA protocol)",
+        keys={"lpips": "min", "n_pairs": "info"},
+        requires=("package:lpips", "weights:alexnet"),
+        paper=f"{LORD_PAPER}; {XIAO_PAPER}",
+    ),
+    MetricSpec(
+        name="fid",
+        target="disentbench_plugins.metrics.fid:FID",
+        description="FID (torch-fidelity, Inception pool3) of the generated transfers against their real "
+                    "targets, with the number of images used",
+        keys={"fid": "min", "n_images": "info"},
+        requires=("package:torch_fidelity", "weights:inception_fid"),
+        paper=XIAO_PAPER,
+    ),
+    MetricSpec(
+        name="reid_map",
+        target="disentbench_plugins.metrics.reid:ReIDMAP",
+        description="Person re-identification (torchreid OSNet, Market-1501) of generated images as queries "
+                    "against the real gallery, identity = the appearance image's: mAP % and rank-1 %; "
+                    "datasets of people only",
+        keys={"map": "max", "rank1": "max", "map_reconstruction": "max", "rank1_reconstruction": "max",
+              "n_queries": "info"},
+        requires=("package:torchreid", "weights:osnet_market1501"),
+        paper=ESSER_PAPER,
+    ),
+    MetricSpec(
+        name="keypoint_error",
+        target="disentbench_plugins.metrics.keypoints:KeypointError",
+        description="Distance between body keypoints of the pose input and of the generated image, mean ± std "
+                    "in % of image width (rePose); backend mmpose (HRNet, weights hrnet_w32_coco) or mediapipe "
+                    "(bundled BlazePose); datasets of people only",
+        keys={"mean": "min", "std": "info", "mean_reconstruction": "min", "std_reconstruction": "info",
+              "n_images": "info", "detected": "info"},
+        paper=ESSER_PAPER,
+    ),
+    MetricSpec(
+        name="id_preservation",
+        target="disentbench_plugins.metrics.preservation:IdPreservation",
+        description="Mean sigmoid affinity between generated and identity images under a triplet-loss identity "
+                    "embedding trained here on the training identities (cached per dataset)",
+        keys={"score": "max", "real_same": "info", "real_different": "info", "n_pairs": "info"},
+        paper=XIAO_PAPER,
+    ),
+    MetricSpec(
+        name="pose_preservation",
+        target="disentbench_plugins.metrics.preservation:PosePreservation",
+        description="Probability a pose classifier trained here on the pose factors (cached per dataset) gives "
+                    "generated images for their pose image's pose; accuracy, and its accuracy on real images",
+        keys={"score": "max", "accuracy": "max", "real_accuracy": "info", "n_pairs": "info"},
+        requires=("factors",),
+        paper=XIAO_PAPER,
     ),
 ]
 
