@@ -155,3 +155,28 @@ def test_codes_are_appearance_and_pose_means(tiny_data):
     assert torch.equal(method.encode(x).content_code, codes.content_code)  # the mean: no sampling
     assert method.transfer(x, x.flip(0)).shape == x.shape
 
+
+
+def test_classifier_estimate_detects_dependent_codes():
+    """T trained by eq. 10–11 on pairs where π depends on α's class: I_T rises above ε (and stays
+    near 0 when π is independent of α)."""
+    from disentbench.nn import CodeDiscriminator
+
+    g = torch.Generator().manual_seed(0)
+    centres, mixing = torch.randn(20, 16, generator=g), torch.randn(16, 8, generator=g) / 4
+    estimates = {}
+    for dependent in (True, False):
+        torch.manual_seed(0)
+        t = CodeDiscriminator(8 + 16, 32, 2)
+        opt = torch.optim.Adam(t.parameters(), lr=1e-2)
+        for _ in range(60):
+            cls = torch.randint(20, (32,), generator=g)
+            alpha = centres[cls] + 0.1 * torch.randn(32, 16, generator=g)
+            pi = (centres[cls] @ mixing if dependent else 0) + 0.3 * torch.randn(32, 8, generator=g)
+            loss = Robust.classifier_loss(t, pi, alpha, torch.randperm(32, generator=g))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            estimates[dependent] = Robust.estimate(t, pi, alpha).item()
+    assert estimates[True] > 1.0 > 0.125 > abs(estimates[False])
