@@ -78,6 +78,15 @@ METHODS: list[MethodSpec] = [
         paper="variant of Xiao, Liu & Lee 2019 (retrieval by ground-truth pose)",
         requires=("factors",),
     ),
+    MethodSpec(
+        name="szabo",
+        target="disentbench_plugins.methods.szabo:Szabo",
+        description="Two-code autoencoder on same-class pairs (class codes swapped), with the adversarial loss on "
+                    "image pairs: a discriminator tells real same-class pairs from (x_o, G(class of x_o, content of x))",
+        supervision="class-supervised",
+        paper="Szabo, Hu, Portenier, Zwicker & Favaro, Challenges in Disentangling Independent Factors of "
+              "Variation, ICLR Workshops 2018",
+    ),
 ]
 
 
