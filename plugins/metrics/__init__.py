@@ -93,6 +93,25 @@ METRICS: list[MetricSpec] = [
         requires=("factors",),
         paper=XIAO_PAPER,
     ),
+    MetricSpec(
+        name="lpips_random",
+        target="disentbench_plugins.metrics.lpips_random:LPIPSRandom",
+        description="LPIPS with a seeded random AlexNet backbone and the lpips package's real linear heads, on the "
+                    "pairs of lpips_transfer: its offline stand-in when the ImageNet AlexNet weights are missing "
+                    "(compare methods with each other, not with published LPIPS)",
+        keys={"lpips": "min", "n_pairs": "info"},
+        requires=("package:lpips",),
+    ),
+    MetricSpec(
+        name="landmark_regression",
+        target="disentbench_plugins.metrics.landmarks:LandmarkRegression",
+        description="Error (pixels) of facial landmarks regressed linearly from class codes, on held-out codes "
+                    "(LORD Table 2, R(y) → c; higher = less content in the class codes), with the error of "
+                    "predicting the mean",
+        keys={"error": "max", "chance_error": "info", "n_images": "info"},
+        requires=("codes", "extra:landmarks"),
+        paper=LORD_PAPER,
+    ),
 ]
 
 
