@@ -81,6 +81,22 @@ DATASETS = [
         source="http://www.liangzheng.com.cn/Project/project_reid.html (manual)",
         paper="Esser, Haux & Ommer, ICCV 2019, §4.4",
     ),
+    DatasetSpec(
+        name="deepfashion",
+        target="disentbench_plugins.datasets.deepfashion:DeepFashion",
+        description="DeepFashion In-shop Clothes Retrieval; class = clothing item; official train / query / gallery "
+                    "partition; manual placement",
+        source="https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html (manual)",
+        paper="Esser, Haux & Ommer, ICCV 2019, §4.4",
+    ),
+    DatasetSpec(
+        name="ytbb-vehicles",
+        target="disentbench_plugins.datasets.ytbb_vehicles:YTBBVehicles",
+        description="YouTube-BoundingBoxes car / bus / truck crops (category option); class = clip; train / test "
+                    "clips; built and placed by hand (Xiao et al.'s detection recipe)",
+        source="https://research.google.com/youtube-bb/ (manual)",
+        paper="Xiao, Liu & Lee 2019, §4",
+    ),
 ]
 
 
