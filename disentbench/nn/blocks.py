@@ -118,7 +118,10 @@ class AdaINGenerator(nn.Module):
     4 × [upsample, 3×3 conv, LeakyReLU, AdaIN(style)], then two 7×7 convolutions and a sigmoid.
     The style code is mapped once to all AdaIN scales and shifts (the modulation layer).
     ``style_dim=0`` gives the same network without AdaIN: a plain generator of one code (for
-    single-latent VAEs and C-S fusion's single-fusion variant, so they share LORD's generator)."""
+    single-latent VAEs and C-S fusion's single-fusion variant, so they share LORD's generator).
+    Since nothing re-normalises its activations then, its layers get a variance-preserving (He)
+    initialisation; with PyTorch's default one its output hardly depends on the code at the start
+    (a VAE decoder then ignores z and the posterior collapses)."""
 
     def __init__(self, spatial_dim: int, style_dim: int, resolution: int = 64, out_channels: int = 3,
                  channels: int = 256, n_adain: int = 4, last_channels: int = 64, last_kernel: int = 7) -> None:
@@ -140,6 +143,11 @@ class AdaINGenerator(nn.Module):
             nn.Conv2d(channels, last_channels, last_kernel, 1, last_kernel // 2), nn.LeakyReLU(0.2),
             nn.Conv2d(last_channels, out_channels, last_kernel, 1, last_kernel // 2), nn.Sigmoid(),
         )
+        if self.modulation is None:
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                    nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+                    nn.init.zeros_(module.bias)
 
     def forward(self, spatial_code: torch.Tensor, style_code: torch.Tensor | None = None) -> torch.Tensor:
         b = spatial_code.shape[0]
