@@ -32,6 +32,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = None
     if args.suite or not (args.methods or args.datasets):
         suite = regs.suites.get(args.suite or DEFAULT_SUITE).load()
+    if suite is not None and suite.is_paper_table:
+        return _run_paper_suite(args, regs, suite)
+    if args.scale not in (None, "paper") or args.stand_ins:
+        raise cfg.ConfigError("--scale and --stand-ins apply to paper suites (`disentbench list suites`)")
     overrides = cfg.merge(
         suite.settings if suite else {},
         *(cfg.load_toml(p) for p in args.config or []),
@@ -95,8 +99,87 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, "
           f"{len(failed)} failed, in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_leaderboard:
-        path = leaderboard.write(read_records([Path(args.out)]), Path(args.leaderboard))
+        path = leaderboard.write(read_records([Path(args.out)]), Path(args.leaderboard),
+                                 name=_generic_page(Path(args.leaderboard)))
         print(f"disentbench: leaderboard written to {path}")
+    return 1 if failed else 0
+
+
+def _generic_page(out_dir: Path) -> str:
+    """README.md, unless the directory's README.md is the paper-table index: then runs.md."""
+    from disentbench.paper_tables import INDEX_TITLE
+
+    readme = out_dir / "README.md"
+    try:
+        return "runs.md" if readme.read_text().startswith(INDEX_TITLE) else "README.md"
+    except OSError:
+        return "README.md"
+
+
+def _paper_plan(args: argparse.Namespace, regs, suite):
+    """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share)."""
+    from disentbench import config as cfg
+    from disentbench.suites import plan_suite, validate
+
+    scale = args.scale or "paper"
+    validate(suite, regs, scales=[scale])
+    overrides = cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set))
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    device = getattr(args, "device", "cpu")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return plan_suite(suite, regs, scale=scale, overrides=overrides, seeds=seeds, out=getattr(args, "out", "runs"),
+                      data_dir=args.data_dir, device=device, require_metrics=getattr(args, "require_metrics", False),
+                      progress=not getattr(args, "quiet", False), stand_ins=args.stand_ins)
+
+
+def _write_paper_pages(regs, suite, plan, runs: list[Path], out_dir: Path) -> Path:
+    from disentbench import paper_tables
+    from disentbench.store import read_records
+
+    records = read_records([r for r in runs if r.exists()])
+    path = paper_tables.write(suite, plan, records, paper_tables.MetricInfo.from_registries(regs), out_dir)
+    paper_tables.write_index([spec.load() for spec in regs.suites], out_dir)
+    return path
+
+
+def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
+    """Run a paper suite at --scale (every row × column it can run here) and render its table."""
+    from disentbench import config as cfg
+
+    if args.metrics:
+        raise cfg.ConfigError(f"suite {suite.name!r} is a paper table: its metrics are its columns; drop --metrics")
+    plan = _paper_plan(args, regs, suite)
+    cells = plan.to_run(methods=args.methods.split(",") if args.methods else None,
+                        datasets=args.datasets.split(",") if args.datasets else None)
+    missing = sorted({tc.data_missing.split(".")[0] for tc in plan.cells.values() if tc.data_missing})
+    for reason in missing:
+        print(f"disentbench: {reason}: its columns are n/a" + ("" if args.stand_ins else
+              " (--stand-ins runs them on the stand-in datasets the suite names)"), file=sys.stderr)
+    device = cells[0].runtime.get("device", "cpu") if cells else "cpu"
+    print(f"disentbench: suite {suite.name!r} ({suite.citation.get('table')}) at scale {plan.scale!r}: {len(cells)} "
+          f"run(s) on {device}, results in {args.out}/", flush=True)
+    t0 = time.perf_counter()
+
+    def report(k: int, n: int, cell: Any, record: dict[str, Any]) -> None:
+        status = record.get("status")
+        if record.get("_skipped"):
+            status = "skipped (already finished)" if status == "finished" else status
+        if record.get("status") == "failed":
+            err = record.get("error") or {}
+            status += f" — {err.get('type')}: {str(err.get('message', '')).strip()[:200]}"
+        print(f"[{k}/{n}] {cell.method} on {cell.dataset} seed {cell.seed}: {status}", flush=True)
+
+    records = _executor(regs, args, cfg.merge(*(cfg.load_toml(p) for p in args.config or []),
+                                              cfg.parse_sets(args.set))).run(cells, report=report) if cells else []
+    failed = [r for r in records if r.get("status") == "failed"]
+    print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, {len(failed)} "
+          f"failed, in {time.perf_counter() - t0:.0f} s", flush=True)
+    if not args.no_leaderboard:
+        path = _write_paper_pages(regs, suite, plan, [Path(args.out)], Path(args.leaderboard))
+        print(f"disentbench: paper table written to {path}")
     return 1 if failed else 0
 
 
@@ -190,8 +273,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from disentbench import leaderboard
     from disentbench.store import read_records
 
+    if args.suite:
+        regs = _registries()
+        suite = regs.suites.get(args.suite).load()
+        if suite.is_paper_table:
+            plan = _paper_plan(args, regs, suite)
+            path = _write_paper_pages(regs, suite, plan, [Path(r) for r in args.runs], Path(args.out))
+            print(f"disentbench: paper table of suite {suite.name!r} at scale {plan.scale!r} → {path}")
+            return 0
     records = read_records([Path(r) for r in args.runs])
-    path = leaderboard.write(records, Path(args.out))
+    path = leaderboard.write(records, Path(args.out), name=_generic_page(Path(args.out)))
     print(f"disentbench: {len(records)} run record(s) → {path}")
     return 0
 
@@ -339,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", default="local", help="where cells run: local (default), ray, slurm, or a plugin's")
     run.add_argument("--jobs", type=int, help="local executor: run this many cells at once in worker processes")
     run.add_argument("--ray-address", help="ray executor: join this cluster (HOST:PORT or auto) instead of a local Ray")
+    _paper_arguments(run)
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list registered methods, datasets, metrics, weights or suites")
@@ -348,9 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     plg = sub.add_parser("plugins", help="list installed plugins, their versions and what they registered")
     plg.set_defaults(func=cmd_plugins)
 
-    lb = sub.add_parser("leaderboard", help="render leaderboard/README.md from run records")
+    lb = sub.add_parser("leaderboard", help="render leaderboard/README.md (or a paper suite's NAME.md) from run records")
     lb.add_argument("--runs", nargs="+", default=["runs"], help="run store directories (default ./runs)")
     lb.add_argument("--out", default="leaderboard", help="output directory (default ./leaderboard)")
+    lb.add_argument("--suite", help="render this paper suite's table (NAME.md) and the index README.md; give the "
+                                    "--scale, --set, --config and --seeds of the run")
+    lb.add_argument("--data-dir", help="dataset root, to say which columns' data is missing")
+    lb.add_argument("--set", action="append", metavar="NAME.FIELD=VALUE", help="as given to `run --suite`")
+    lb.add_argument("--config", action="append", metavar="FILE.toml", help="as given to `run --suite`")
+    lb.add_argument("--seeds", help="as given to `run --suite`")
+    _paper_arguments(lb)
     lb.set_defaults(func=cmd_leaderboard)
 
     data = sub.add_parser("data", help="fetch datasets (download, verify, install) or show where they are, their "
@@ -374,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true")
     w.set_defaults(func=cmd_weights)
     return parser
+
+
+def _paper_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", help="paper suites: 'paper' (the paper's settings, default) or a scale the suite "
+                                        "defines, e.g. 'quick' (shrunk to run on a CPU in minutes)")
+    parser.add_argument("--stand-ins", action="store_true",
+                        help="paper suites: run columns whose dataset is missing here on the stand-in dataset the "
+                             "suite names (footnoted; not comparable with the paper)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

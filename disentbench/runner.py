@@ -300,7 +300,7 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
     import torch
 
     from disentbench import env as envmod
-    from disentbench.training import TrainOptions
+    from disentbench.training import TrainOptions, dist_info
 
     options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
     method_cls = regs.methods.get(cell.method).load()
@@ -309,6 +309,8 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
     method = method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
                         DataInfo.from_split(data.train)).to(device)
     state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
+    if leader and dist_info()[1] == 1 and not (state_path.exists() and summary_path.exists()):
+        _adopt_training(cell, rd)
     if state_path.exists() and summary_path.exists():  # trained before; evaluation had failed
         method.load(state_path)
         summary = json.loads(summary_path.read_text())
@@ -325,6 +327,41 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
             (rd.path / "checkpoint.pt").unlink(missing_ok=True)
     method.eval()
     return method, summary
+
+
+TRAINED_FILES = ("state.pt", "train_summary.json", "train_log.jsonl")
+
+
+def training_key(config: dict[str, Any]) -> str:
+    """What determines a trained model: the method, dataset and training settings of a run's
+    config (not its metrics or evaluation settings)."""
+    return cfg.config_hash({k: config.get(k) for k in ("method", "dataset", "train")})
+
+
+def _adopt_training(cell: Cell, rd: RunDir) -> None:
+    """Reuse the trained state of a sibling run that differs only in metrics or evaluation
+    settings (same method, dataset, training settings and seed): evaluating another metric, or a
+    paper suite sharing a run with another, then costs no training. The summary says whose."""
+    import shutil
+
+    key = training_key(cell.config)
+    for other in sorted(rd.path.parent.glob(f"seed{cell.seed}-*")):
+        if other == rd.path or not all((other / name).is_file() for name in TRAINED_FILES[:2]):
+            continue
+        try:
+            config = json.loads((other / "config.json").read_text())["config"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if training_key(config) != key:
+            continue
+        for name in TRAINED_FILES:
+            if (other / name).is_file():
+                shutil.copyfile(other / name, rd.path / f".{name}.tmp")
+                os.replace(rd.path / f".{name}.tmp", rd.path / name)
+        summary = json.loads((rd.path / "train_summary.json").read_text())
+        summary.setdefault("trained_in", f"{cell.dataset}/{cell.method}/{other.name}")
+        rd.write("train_summary.json", summary)
+        return
 
 
 def _follow(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:

@@ -1,0 +1,382 @@
+"""Paper tables: a paper suite's runs rendered in the paper's own layout, beside its numbers.
+
+Each cell is ``measured ± std (published) Δ relative difference``, where measured is the mean
+over seeds of the column's metric key on the row's runs. Every cell whose evaluator, data or
+settings differ from the paper's carries a footnote saying how (a reduced scale, a stand-in
+evaluator or dataset, the metric's own notes), and a cell that could not be measured is n/a with
+the reason. Under the table, Kendall's τ between the measured and published values of each
+column says whether the methods rank as in the paper.
+
+:func:`render` is a pure function of the suite, its plan and run records (tested against expected
+text); :func:`write` and :func:`write_index` put ``<out>/NAME.md`` and ``<out>/README.md``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from disentbench.leaderboard import fmt
+from disentbench.specs import ARROWS
+from disentbench.suites import PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
+
+MARKER = "<!-- disentbench paper table: {name} scale={scale} -->"
+INDEX_TITLE = "# disentbench: paper tables"
+
+
+@dataclass
+class MetricInfo:
+    """What the renderer needs to know about the metrics: ``directions`` maps "name.key" to
+    "max"/"min"/"info"; ``descriptions`` maps a metric name to its one-line description."""
+
+    directions: dict[str, str]
+    descriptions: dict[str, str]
+
+    @classmethod
+    def from_registries(cls, regs: Any) -> "MetricInfo":
+        directions = {f"{spec.name}.{key}": d for spec in regs.metrics for key, d in spec.keys.items()}
+        return cls(directions, {spec.name: spec.description for spec in regs.metrics})
+
+
+@dataclass
+class Measured:
+    """One cell's measurement (or why there is none) and its footnote texts."""
+
+    mean: float | None = None
+    std: float | None = None
+    values: tuple[float, ...] = ()
+    notes: tuple[str, ...] = ()
+    reason: str = ""  # why there is no number
+    stand_in: bool = False
+
+
+class _Notes:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def ref(self, text: str) -> int:
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
+
+    def marks(self, texts: Iterable[str]) -> str:
+        refs = sorted({self.ref(t) for t in texts if t})
+        return "".join(f"[{k}]" for k in refs)
+
+
+def _by_run_id(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        run_id = r.get("run_id")
+        if run_id and (run_id not in out or r.get("status") == "finished"):
+            out[run_id] = r
+    return out
+
+
+def _first_line(text: Any) -> str:
+    return str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
+
+
+def _value(record: dict[str, Any], ref: str) -> tuple[float | None, str, str]:
+    """(value, metric notes, reason) of "name.key" in a finished record."""
+    name, key = ref.split(".", 1)
+    entry = (record.get("metrics") or {}).get(name)
+    if entry is None:
+        return None, "", f"{name} was not computed in run {record.get('run_id')}"
+    if entry.get("status") != "ok":
+        return None, "", f"{name}: {entry.get('reason') or entry.get('status')}"
+    value = (entry.get("values") or {}).get(key)
+    if value is None:
+        return None, "", f"{name} gave no finite {key!r}"
+    return float(value), str(entry.get("notes") or ""), ""
+
+
+def _chosen_runs(tc: TableCell, records: dict[str, dict[str, Any]]) -> tuple[list[Any] | None, bool]:
+    """The runs whose records measure a cell: on the column's dataset if any has a record, else
+    on its stand-in; and whether they are the stand-in's."""
+    for runs, is_stand_in in ((tc.runs, False), (tc.stand_in_runs, True)):
+        if runs and any(c.run_id in records for c in runs):
+            return runs, is_stand_in
+    return None, False
+
+
+def primary_missing(row: Row, tc: TableCell, ref: str, records: dict[str, dict[str, Any]]) -> str:
+    """Why ``ref`` has no value in some finished record of the cell ("" if it has one in all)."""
+    chosen, _ = _chosen_runs(tc, records)
+    for cell in chosen or []:
+        record = records.get(cell.run_id)
+        if record is not None and record.get("status") == "finished":
+            value, _, reason = _value(record, ref)
+            if value is None:
+                return reason
+    return ""
+
+
+def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, Any]],
+            info: MetricInfo, suite_name: str, scale: str, *, column_fallback: str = "") -> Measured:
+    """The measurement of one table cell from the records of its runs (the column's own dataset
+    first, else its stand-in), with the fallback metric where the primary is unavailable.
+    ``column_fallback`` (a reason) makes the cell use the fallback even where the primary is
+    there, so that one column compares one evaluator."""
+    if tc.skipped:
+        return Measured(reason=tc.skipped)
+    chosen, stand_in = _chosen_runs(tc, records)
+    if chosen is None:
+        if tc.data_missing and not tc.stand_in_runs:
+            return Measured(reason=f"data not available here: {tc.data_missing}")
+        if tc.data_missing:
+            return Measured(reason=f"data not available here: {tc.data_missing} (its stand-in "
+                                   f"{col.stand_in!r} was not run either: add --stand-ins)")
+        return Measured(reason=f"not run yet: `disentbench run --suite {suite_name} --scale {scale}`")
+    ref = row.metric_for(col)
+    values: list[float] = []
+    notes: list[str] = []
+    reasons: list[str] = []
+    for cell in chosen:
+        record = records.get(cell.run_id)
+        if record is None:
+            continue
+        if record.get("status") != "finished":
+            err = record.get("error") or {}
+            reasons.append(f"run failed: {err.get('type', 'error')}: {_first_line(err.get('message'))}")
+            continue
+        value, note, reason = _value(record, ref)
+        used = ref
+        if column_fallback and col.fallback and ref == col.metric:
+            value, reason = None, column_fallback
+        if value is None and col.fallback and ref == col.metric:
+            fb_value, fb_note, fb_reason = _value(record, col.fallback)
+            if fb_value is not None:
+                used = col.fallback
+                fb_name = col.fallback.split(".")[0]
+                notes.append(f"evaluator differs: {reason}; measured instead with {fb_name} "
+                             f"({info.descriptions.get(fb_name, col.fallback)})")
+                value, note = fb_value, fb_note
+            else:
+                reason = f"{reason}; fallback {fb_reason}"
+        if value is None:
+            reasons.append(reason)
+            continue
+        values.append(value)
+        if note:
+            notes.append(f"{used.split('.')[0]}: {note}")
+    if not values:
+        return Measured(reason=reasons[0] if reasons else "no record of this cell's runs", stand_in=stand_in)
+    if len(values) < len(chosen):
+        notes.append(f"{len(values)} of {len(chosen)} planned seeds have a value"
+                     + (f" ({reasons[0]})" if reasons else ""))
+    if stand_in:
+        notes.append(f"data differs: measured on {chosen[0].dataset!r}, a stand-in for {col.dataset!r}, which is not "
+                     f"available here ({_first_line(tc.data_missing)}); not comparable with the published value")
+    mean = sum(values) / len(values)
+    std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None)
+    return Measured(mean, std, tuple(values), tuple(dict.fromkeys(notes)), stand_in=stand_in)
+
+
+def column_fallbacks(suite: Suite, plan: SuitePlan, records: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Columns with a fallback whose primary metric is missing for some row: column key -> the
+    reason. Every row of such a column is then measured with the fallback."""
+    out = {}
+    for col in suite.columns:
+        if not col.fallback:
+            continue
+        for row in suite.rows:
+            if row.reference or row.metric_for(col) != col.metric:
+                continue
+            reason = primary_missing(row, plan.cells[(row.key, col.key)], col.metric, records)
+            if reason:
+                out[col.key] = f"{reason} (for {row.label}; one evaluator serves the whole column)"
+                break
+    return out
+
+
+def relative_difference(measured: float, published: Published) -> str:
+    """Δ = (measured − published) / |published| as a signed percentage; a bound that the
+    measurement satisfies is "within bound"."""
+    if published.value is None:
+        return ""
+    if published.bound == "<" and measured < published.value or published.bound == ">" and measured > published.value:
+        return "within bound"
+    if published.value == 0:
+        return "Δ n/a (published 0)"
+    percent = round(100 * (measured - published.value) / abs(published.value))
+    return f"Δ {percent:+d}%"
+
+
+def kendall_tau(measured: list[float], published: list[float]) -> float | None:
+    """Kendall's τ-b (scipy) between measured and published values; None when undefined."""
+    from scipy.stats import kendalltau
+
+    if len(measured) < 2:
+        return None
+    tau = kendalltau(published, measured).statistic
+    return None if tau is None or not math.isfinite(float(tau)) else float(tau)
+
+
+def scale_note(suite: Suite, plan: SuitePlan) -> str:
+    """The footnote every measured cell carries when the scale is not the paper's."""
+    if plan.scale == PAPER_SCALE:
+        if len(plan.seeds) < len(suite.seeds):
+            return f"{len(plan.seeds)} seed(s) instead of the suite's {len(suite.seeds)}"
+        return ""
+    sc = suite.scale(plan.scale)
+    seeds = f"{len(plan.seeds)} seed(s)" + (f" instead of {len(suite.seeds)}" if len(plan.seeds) != len(suite.seeds) else "")
+    text = f"settings differ: {plan.scale} scale"
+    if sc.description:
+        text += f" ({sc.description})"
+    return f"{text}; {seeds}. Not the paper's settings, so not comparable in absolute value"
+
+
+def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: MetricInfo) -> str:
+    """The paper table of ``suite`` as markdown (see the module docstring)."""
+    by_id = _by_run_id(records)
+    notes = _Notes()
+    cit = suite.citation
+    general = [t for t in (scale_note(suite, plan), f"protocol differs: {suite.note}" if suite.note else "") if t]
+    lines = [MARKER.format(name=suite.name, scale=plan.scale), f"# {suite.name}: {cit.get('table')} of {cit.get('paper')}",
+             ""]
+    source = f" (published numbers typed in from `{cit['source']}`)" if cit.get("source") else ""
+    caption = f": {cit['caption']}" if cit.get("caption") else ""
+    lines += [f"{cit.get('table')}{caption}{source}.", ""]
+    if suite.description:
+        lines += [suite.description, ""]
+    lines += [f"Scale: **{plan.scale}**; seeds {', '.join(map(str, plan.seeds))}. Each cell: measured mean ± std "
+              "over seeds (the paper's number) and Δ = (measured − published) / published. `n/a`: not measured, "
+              "for the reason in its note; `—`: a row the paper reports that disentbench does not run. "
+              "↑/↓: higher/lower is better.", ""]
+    headers = ["method"] + [f"{c.heading} {ARROWS.get(info.directions.get(c.metric, 'info'), '')}".rstrip()
+                            for c in suite.columns]
+    table: list[list[str]] = []
+    measured: dict[tuple[str, str], Measured] = {}
+    forced = column_fallbacks(suite, plan, by_id)
+    for row in suite.rows:
+        cells = [row.label]
+        for col in suite.columns:
+            m = measure(row, col, plan.cells[(row.key, col.key)], by_id, info, suite.name, plan.scale,
+                        column_fallback=forced.get(col.key, ""))
+            measured[(row.key, col.key)] = m
+            pub = row.published[col.key]
+            cell_notes = []
+            if m.mean is None:
+                text = ("—" if row.reference else "n/a") + f" ({pub.text})"
+                cell_notes.append(m.reason)
+            else:
+                text = fmt(m.mean) + (f" ± {fmt(m.std)}" if m.std is not None else "") + f" ({pub.text})"
+                delta = relative_difference(m.mean, pub)
+                if delta:
+                    text += f" {delta}"
+                cell_notes += [*general, *m.notes]
+                if col.note:
+                    cell_notes.append(f"protocol differs ({col.heading}): {col.note}")
+                if row.note:
+                    cell_notes.append(f"{row.label}: {row.note}")
+                if pub.missing:
+                    cell_notes.append(f"no published number: {pub.missing}")
+            marks = notes.marks(cell_notes)
+            cells.append(f"{text} {marks}".rstrip())
+        table.append(cells)
+    tau_cells, agree, comparable = ["Kendall τ vs paper"], 0, 0
+    for col in suite.columns:
+        ranked = [r for r in suite.rows if r.rank and not r.reference and measured[(r.key, col.key)].mean is not None
+                  and r.published[col.key].comparable]
+        pairs = [(measured[(r.key, col.key)].mean, r.published[col.key].value) for r in ranked
+                 if not measured[(r.key, col.key)].stand_in]
+        tau = kendall_tau([p[0] for p in pairs], [p[1] for p in pairs])
+        if tau is None:
+            why = "stand-in data" if ranked and not pairs else f"{len(pairs)} measured row{'s' if len(pairs) != 1 else ''}"
+            tau_cells.append(f"n/a ({why})")
+            continue
+        comparable += 1
+        agree += tau == 1.0
+        tau_cells.append(f"{tau:.2f} ({len(pairs)} rows)" + (", agrees" if tau == 1.0 else ""))
+    table.append(tau_cells)
+    from tabulate import tabulate
+
+    lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    if comparable:
+        lines += [f"Ranking: the methods rank exactly as in the paper (τ = 1) in {agree} of {comparable} column(s) "
+                  "with at least two measured, ranked rows on the paper's data.", ""]
+    else:
+        lines += ["Ranking: no column has two measured, ranked rows on the paper's data yet, so the ranking "
+                  "cannot be compared.", ""]
+    if notes.texts:
+        lines += ["### Notes", ""]
+        lines += [f"{k}. {text}" for k, text in enumerate(notes.texts, 1)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def gaps(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: MetricInfo) -> list[dict[str, Any]]:
+    """Every measured cell with a published number: row, column, measured, published, relative gap."""
+    by_id = _by_run_id(records)
+    forced = column_fallbacks(suite, plan, by_id)
+    out = []
+    for row in suite.rows:
+        for col in suite.columns:
+            m = measure(row, col, plan.cells[(row.key, col.key)], by_id, info, suite.name, plan.scale,
+                        column_fallback=forced.get(col.key, ""))
+            pub = row.published[col.key]
+            if m.mean is None or pub.value is None:
+                continue
+            rel = (m.mean - pub.value) / abs(pub.value) if pub.value else None
+            out.append({"row": row.label, "column": col.heading, "measured": m.mean, "std": m.std,
+                        "published": pub.text, "relative": rel, "stand_in": m.stand_in, "notes": list(m.notes)})
+    return out
+
+
+def write(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: MetricInfo, out_dir: Path) -> Path:
+    """Write ``<out_dir>/<suite>.md`` (atomically)."""
+    from disentbench.store import atomic_write_bytes
+
+    path = Path(out_dir) / f"{suite.name}.md"
+    atomic_write_bytes(path, render(suite, plan, records, info).encode())
+    return path
+
+
+def page_scale(path: Path) -> str | None:
+    """The scale a rendered page was made at (from its first line), or None if it is not one."""
+    try:
+        first = Path(path).read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    prefix = MARKER.split("{name}")[0]
+    if not first.startswith(prefix) or "scale=" not in first:
+        return None
+    return first.split("scale=", 1)[1].split()[0]
+
+
+def render_index(suites: list[Suite], out_dir: Path) -> str:
+    """Markdown listing every paper suite, linking the pages rendered in ``out_dir``."""
+    lines = [INDEX_TITLE, "",
+             "Every table of the seed papers is a suite in `benchmarks/` (`disentbench list suites`). "
+             "`disentbench run --suite NAME --scale quick|paper` trains and evaluates it and writes `NAME.md` here: "
+             "the table in the paper's layout, measured ± std beside the published numbers, the relative "
+             "difference, whether the methods rank as in the paper (Kendall τ), and a footnote on every cell "
+             "whose evaluator, data or settings differ from the paper's. `disentbench leaderboard --suite NAME` "
+             "re-renders a page from the runs.", ""]
+    rows = []
+    for suite in sorted(suites, key=lambda s: s.name):
+        if not suite.is_paper_table:
+            continue
+        page = Path(out_dir) / f"{suite.name}.md"
+        scale = page_scale(page) if page.is_file() else None
+        link = f"[{suite.name}]({suite.name}.md)" if scale else f"`{suite.name}`"
+        cit = suite.citation
+        rows.append([link, str(cit.get("paper", "")), str(cit.get("table", "")), str(cit.get("caption", "")),
+                     scale or "not rendered yet"])
+    from tabulate import tabulate
+
+    lines += [tabulate(rows, headers=["suite", "paper", "table", "what", "rendered at scale"], tablefmt="github",
+                       disable_numparse=True), ""]
+    if (Path(out_dir) / "runs.md").is_file():
+        lines += ["Per-dataset tables of every run behind these pages: [runs.md](runs.md).", ""]
+    return "\n".join(lines)
+
+
+def write_index(suites: list[Suite], out_dir: Path) -> Path:
+    from disentbench.store import atomic_write_bytes
+
+    path = Path(out_dir) / "README.md"
+    atomic_write_bytes(path, render_index(suites, out_dir).encode())
+    return path
