@@ -228,12 +228,20 @@ def scale_note(suite: Suite, plan: SuitePlan) -> str:
     return f"{text}; {seeds}. Not the paper's settings, so not comparable in absolute value"
 
 
+def overrides_note(plan: SuitePlan) -> str:
+    """The footnote of every measured cell when settings were changed on the command line."""
+    changed = [f"{scope}.{key}={value}" for scope, table in sorted(plan.overrides.items())
+               for key, value in sorted(table.items())]
+    return f"settings differ: set on the command line: {', '.join(changed)}" if changed else ""
+
+
 def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: MetricInfo) -> str:
     """The paper table of ``suite`` as markdown (see the module docstring)."""
     by_id = _by_run_id(records)
     notes = _Notes()
     cit = suite.citation
-    general = [t for t in (scale_note(suite, plan), f"protocol differs: {suite.note}" if suite.note else "") if t]
+    general = [t for t in (scale_note(suite, plan), overrides_note(plan),
+                           f"protocol differs: {suite.note}" if suite.note else "") if t]
     lines = [MARKER.format(name=suite.name, scale=plan.scale), f"# {suite.name}: {cit.get('table')} of {cit.get('paper')}",
              ""]
     source = f" (published numbers typed in from `{cit['source']}`)" if cit.get("source") else ""

@@ -503,6 +503,7 @@ class SuitePlan:
     seeds: list[int]
     cells: dict[tuple[str, str], TableCell]
     stand_ins: bool = False
+    overrides: Overrides = field(default_factory=dict)  # from the command line, layered last
 
     def to_run(self, methods: Iterable[str] | None = None, datasets: Iterable[str] | None = None) -> list[Any]:
         """The runner cells to execute (each once), optionally only some methods / datasets:
@@ -601,4 +602,4 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
                 if dkey not in data_missing:
                     data_missing[dkey] = dataset_missing(regs, col.dataset, ds_config, data_dir)
                 tc.data_missing = data_missing[dkey]
-    return SuitePlan(suite, scale, seeds, cells, stand_ins)
+    return SuitePlan(suite, scale, seeds, cells, stand_ins, dict(cli))

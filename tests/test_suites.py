@@ -214,6 +214,7 @@ def test_plan_shares_runs_between_columns_and_layers_settings(tmp_path):
     drnet = plan.cells[("drnet", "mse")].runs[0].config
     assert drnet["method"]["lr"] == 0.5 and drnet["method"]["batch_size"] == 6  # row settings, then --set
     assert drnet["train"]["max_steps"] == 2  # the scale's
+    assert pt.overrides_note(plan) == "settings differ: set on the command line: drnet.batch_size=6"
     assert plan.cells[("other", "mse")].skipped == "not run in disentbench: not in disentbench"
     # the chance row reads LORD's runs: no run of its own
     assert [c.run_id for c in plan.cells[("chance", "cars")].runs] == [c.run_id for c in plan.cells[("lord", "cars")].runs]
