@@ -218,6 +218,39 @@ def test_reid_metric_end_to_end(oracle_ctx, tmp_path, monkeypatch, tiny_data):
     assert "OSNet" in entry["notes"]
 
 
+class _CopyAppearance:
+    """A 'method' whose transfers and reconstructions are the appearance image itself."""
+
+    def transfer(self, class_images, content_images):
+        return class_images
+
+    def reconstruct(self, images):
+        return images
+
+
+def test_reid_uses_the_query_and_gallery_splits_and_cameras(tmp_path, monkeypatch):
+    """Market-1501's layout: appearance images from "query" (camera 1), the gallery holds each
+    person once, seen by camera 2 — identical pixels, so every query is found at rank 1."""
+    from disentbench_plugins.metrics.reid import build_osnet
+
+    torch.manual_seed(0)
+    path = tmp_path / "osnet-test.pth"
+    torch.save(build_osnet(None).state_dict(), path)
+    _register_weights(monkeypatch, tmp_path, "osnet_market1501", path, checksum=False)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 32, 16, 3), dtype=np.uint8)
+    ids = np.arange(5)
+    query = Split(images, ids, extras={"camera": np.ones(5, dtype=np.int64)})
+    gallery = Split(images.copy(), ids, extras={"camera": np.full(5, 2, dtype=np.int64)})
+    other = Split(images[:2], ids[:2])  # the "test" split must not be used when "query" exists
+    data = DataBundle("market1501", {"train": other, "test": other, "query": query, "gallery": gallery})
+    ctx = EvalContext(_CopyAppearance(), data, device=torch.device("cpu"), seed=0, options=EvalOptions(n_pairs=8))
+    entry = _metric("reid_map", ctx, height=64, width=32)
+    assert entry["status"] == "ok", entry
+    v = entry["values"]
+    assert v["map"] == v["rank1"] == v["map_reconstruction"] == v["rank1_reconstruction"] == 100.0
+
+
 def test_reid_and_keypoints_do_not_apply_to_objects(oracle_ctx):
     for name in ("reid_map", "keypoint_error"):
         entry = _metric(name, oracle_ctx)

@@ -2,9 +2,11 @@
 re-identification model (``torchreid``, OSNet-x1.0 trained on Market-1501) embeds every generated
 image G(appearance of x_i, pose of x_j) as a query, searched in the real gallery; the query's
 identity is that of x_i, which supplied the appearance. mAP % and rank-1 % follow the Market-1501
-protocol (``torchreid.metrics.evaluate_rank``): gallery images of the query's identity taken by the
-same camera are ignored, and where the dataset has no camera ids, the appearance image x_i itself
-is. "Reconstruction" scores do the same with decode(encode(x_i)) as the query, as in the paper.
+protocol (``torchreid.metrics.evaluate_rank``): x_i and x_j come from the ``query`` split where the
+dataset has one (Market-1501, DeepFashion) and the gallery is its ``gallery`` split; gallery images
+of the query's identity taken by the same camera are ignored, and where the dataset has no camera
+ids, the appearance image x_i itself is. "Reconstruction" scores do the same with decode(encode(x_i))
+as the query, as in the paper.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ NOTE = ("reID model: torchreid OSNet-x1.0 trained on Market-1501, not the reID e
 
 @dataclass
 class ReIDConfig:
-    split: str = "test"
+    split: str = "auto"  # where appearance and pose images come from; "auto": "query" if the dataset has it, else "test"
     gallery_split: str = "auto"  # "auto": the dataset's "gallery" split if it has one, else `split`
     max_queries: int = 0  # 0 = every pair of eval.n_pairs
     reconstruction: bool = True  # also score reconstructions (Esser et al.'s "Reconstruction" column)
@@ -116,19 +118,20 @@ class ReIDMAP:
 
     def compute(self, ctx: Any) -> MetricResult:
         c = self.config
-        split = ctx.split(c.split)
+        split_name = c.split if c.split != "auto" else ("query" if "query" in ctx.data.splits else "test")
+        split = ctx.split(split_name)
         gallery_name = c.gallery_split
         if gallery_name == "auto":
-            gallery_name = "gallery" if "gallery" in ctx.data.splits else c.split
+            gallery_name = "gallery" if "gallery" in ctx.data.splits else split_name
         gallery = ctx.split(gallery_name)
-        pairs = ctx.transfer_pairs(c.split, need_targets=False)
+        pairs = ctx.transfer_pairs(split_name, need_targets=False)
         n = min(len(pairs.class_idx), c.max_queries or len(pairs.class_idx))
         source = pairs.class_idx[:n]
-        generated = ctx.transferred(c.split, need_targets=False)[:n]
+        generated = ctx.transferred(split_name, need_targets=False)[:n]
 
         if "camera" in split.extras and "camera" in gallery.extras:
             q_cams, g_cams = np.asarray(split.extras["camera"])[source], np.asarray(gallery.extras["camera"])
-        elif gallery_name == c.split:  # the gallery holds the appearance image itself: ignore exactly it
+        elif gallery_name == split_name:  # the gallery holds the appearance image itself: ignore exactly it
             q_cams, g_cams = source, np.arange(len(gallery))
         else:
             q_cams, g_cams = np.full(n, -1), np.zeros(len(gallery), dtype=np.int64)
@@ -141,7 +144,7 @@ class ReIDMAP:
         q_feat = embed(model, generated, size=size, device=ctx.device, batch_size=c.batch_size)
         values[KEY_MAP], values[KEY_RANK1] = retrieval_scores(q_feat, q_ids, q_cams, g_feat, g_ids, g_cams)
         if c.reconstruction:
-            recon = ctx.reconstructed_at(c.split, source)
+            recon = ctx.reconstructed_at(split_name, source)
             r_feat = embed(model, recon, size=size, device=ctx.device, batch_size=c.batch_size)
             values[KEY_MAP_RECON], values[KEY_RANK1_RECON] = retrieval_scores(r_feat, q_ids, q_cams, g_feat, g_ids, g_cams)
         values[KEY_N_QUERIES] = float(n)
