@@ -79,6 +79,33 @@ METHODS: list[MethodSpec] = [
         requires=("factors",),
     ),
     MethodSpec(
+        name="betavae",
+        target="disentbench_plugins.methods.betavae:BetaVAE",
+        description="VAE with a β-weighted KL term; latent dimensions split after training into class (top-k by "
+                    "class η² on the training split) and content codes",
+        supervision="unsupervised",
+        paper="Higgins et al., beta-VAE: Learning Basic Visual Concepts with a Constrained Variational Framework, "
+              "ICLR 2017",
+    ),
+    MethodSpec(
+        name="factorvae",
+        target="disentbench_plugins.methods.factorvae:FactorVAE",
+        description="VAE plus a total-correlation penalty from a discriminator on dimension-permuted codes; latent "
+                    "dimensions split after training as for betavae",
+        supervision="unsupervised",
+        paper="Kim & Mnih, Disentangling by Factorising, ICML 2018",
+    ),
+    MethodSpec(
+        name="csfusion",
+        target="disentbench_plugins.methods.csfusion:CSFusion",
+        description="Latent optimisation of per-image style and content codes; normalised content codes (IN or L2) "
+                    "scaled and shifted by style (C-S fusion), reparametric module, information bottleneck, "
+                    "instance-discrimination loss; then encoders",
+        supervision="unsupervised",
+        paper="Rethinking Content and Style: Exploring Bias for Unsupervised Disentanglement, "
+              "ICLR 2021 submission (anonymous)",
+    ),
+    MethodSpec(
         name="szabo",
         target="disentbench_plugins.methods.szabo:Szabo",
         description="Two-code autoencoder on same-class pairs (class codes swapped), with the adversarial loss on "
