@@ -162,12 +162,19 @@ def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
                         datasets=args.datasets.split(",") if args.datasets else None)
     missing = sorted({tc.data_missing.split(". ")[0] for tc in plan.cells.values() if tc.data_missing})
     for reason in missing:
-        print(f"disentbench: {reason}: its columns are n/a" + ("" if args.stand_ins else
-              " (--stand-ins runs them on the stand-in datasets the suite names)"), file=sys.stderr)
+        print(f"disentbench: {reason}: " + ("its columns run on their stand-in datasets, where the suite names one"
+                                            if args.stand_ins else "its columns are n/a (--stand-ins runs them on "
+                                            "the stand-in datasets the suite names)"), file=sys.stderr)
     device = cells[0].runtime.get("device", "cpu") if cells else "cpu"
     print(f"disentbench: suite {suite.name!r} ({suite.citation.get('table')}) at scale {plan.scale!r}: {len(cells)} "
           f"run(s) on {device}, results in {args.out}/", flush=True)
     t0 = time.perf_counter()
+    rows: dict[str, list[str]] = {}  # run id -> the table rows it measures
+    for tc in plan.cells.values():
+        for c in tc.runs + tc.stand_in_runs:
+            rows.setdefault(c.run_id, [])
+            if tc.row not in rows[c.run_id]:
+                rows[c.run_id].append(tc.row)
 
     def report(k: int, n: int, cell: Any, record: dict[str, Any]) -> None:
         status = record.get("status")
@@ -176,7 +183,8 @@ def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
         if record.get("status") == "failed":
             err = record.get("error") or {}
             status += f" — {err.get('type')}: {str(err.get('message', '')).strip()[:200]}"
-        print(f"[{k}/{n}] {cell.method} on {cell.dataset} seed {cell.seed}: {status}", flush=True)
+        print(f"[{k}/{n}] {cell.method} (row {', '.join(rows.get(cell.run_id, []))}) on {cell.dataset} seed "
+              f"{cell.seed}: {status}", flush=True)
 
     records = _executor(regs, args, cfg.merge(*(cfg.load_toml(p) for p in args.config or []),
                                               cfg.parse_sets(args.set))).run(cells, report=report) if cells else []
