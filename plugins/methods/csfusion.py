@@ -10,7 +10,7 @@ or L2 → uniform on the sphere — and the style code only scales and shifts it
 generator layer (normalise the features, scale and shift them from s_i: AdaIN). Both codes first
 pass the reparametric module R(μ) = μ + σε, σ = 1 (App. C.2). The objective (eq. 5):
     w_P · L_P(G(R(s_i), R(c_i)), I_i) + w_IB · L_IB + w_ID · L_ID
-    L_IB = γ_s |‖s‖² − C_s| + γ_c |‖c‖² − C_c|, capacities C rising linearly (eq. 8, App. C.4)
+    L_IB = γ_s ‖s² − C_s‖₁ + γ_c ‖c² − C_c‖₁, capacities C rising linearly (eq. 8, App. C.4)
     L_ID = Σ_l λ_l (‖Φ_l(u) − Φ_l(x)‖₁ + ‖Φ_l(v) − Φ_l(y)‖₁) (eq. 7, App. C.3), for image pairs (i, j):
            u = G(R(s_i), R(c_j)), v = G(R(s_j), R(c_i)), x = G(R(s_i), R(c_i)), y = G(R(s_j), R(c_j))
 Unseen images (§4.3, eq. 6): encoders regress the learned codes, L_E = ‖E_s(I_i) − s_i‖₁ + ‖E_c(I_i) − c_i‖₁.
@@ -27,6 +27,13 @@ for the networks and 3e-3 for the codes) and App. C.4's Chairs bottleneck (C_c f
 the same layout), as are the batch sizes the paper leaves open. The quantitative results use the
 multiple-fusion framework, hence the default. For the metrics, "class" = style and "content" =
 the (normalised) content code.
+
+Eq. 8 is read literally: c² is the element-wise square and ‖·‖₁ the L1 distance to C, averaged over
+elements like the other loss terms. C is then the target power of every code dimension, i.e. its
+signal-to-noise ratio against R's unit noise: content starts informative (C_c = 2) while style,
+unconstrained (γ_s = 0) but starting near zero, is drowned in R's noise at first — so "the content
+is forced to encode information first" (App. C.4). (Reading c² as the squared norm instead would cap
+the content at about ½·5 nats against R's noise, less than the 62 views of Chairs need, ~4.1 nats.)
 
 Deviations: trained on the training split only (the paper trains unsupervised methods on all
 images, test classes included); Φ as above; hue jitter is left out of Φ's augmentations.
@@ -204,8 +211,8 @@ class CSFusion(BaseMethod):
             "instance_discrimination": ("phi trained in-method (Wu et al. 2018) on the training split"
                                         if c.weight_instance > 0 else "off"),
             "final_content_capacity": latent[-1]["content_capacity"] if latent else None,
-            "final_content_sq_norm": latent[-1]["content_sq_norm"] if latent else None,
-            "final_style_sq_norm": latent[-1]["style_sq_norm"] if latent else None,
+            "final_content_power": latent[-1]["content_power"] if latent else None,  # mean c² per dimension
+            "final_style_power": latent[-1]["style_power"] if latent else None,
         })
         return result
 
@@ -260,12 +267,11 @@ class CSFusion(BaseMethod):
         # eq. 8: capacities rise linearly with the step (ctx.step is restored on resume)
         cap_c = capacity(ctx.step, c.content_capacity_start, c.content_capacity_max, c.content_capacity_steps)
         cap_s = capacity(ctx.step, c.style_capacity_start, c.style_capacity_max, c.style_capacity_steps)
-        c_sq = content.pow(2).sum(dim=1).mean()
-        s_sq = style.pow(2).sum(dim=1).mean()
-        bottleneck = c.content_gamma * (c_sq - cap_c).abs() + c.style_gamma * (s_sq - cap_s).abs()
+        c_sq, s_sq = content.pow(2), style.pow(2)
+        bottleneck = c.content_gamma * (c_sq - cap_c).abs().mean() + c.style_gamma * (s_sq - cap_s).abs().mean()
         loss = c.weight_recon * rec + c.weight_bottleneck * bottleneck  # eq. 5
         out = {"reconstruction": rec.detach(), "bottleneck": bottleneck.detach(), "content_capacity": cap_c,
-               "content_sq_norm": c_sq.detach(), "style_sq_norm": s_sq.detach()}
+               "content_power": c_sq.mean().detach(), "style_power": s_sq.mean().detach()}
         if c.weight_instance > 0:
             self.phi.eval()  # frozen: batch-norm statistics from stage 0
             partner = pair_swap(len(batch.index), own.device)
