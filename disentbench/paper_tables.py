@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from disentbench.leaderboard import fmt
 from disentbench.specs import ARROWS
 from disentbench.suites import PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
@@ -63,6 +62,15 @@ class _Notes:
     def marks(self, texts: Iterable[str]) -> str:
         refs = sorted({self.ref(t) for t in texts if t})
         return "".join(f"[{k}]" for k in refs)
+
+
+def fmt(x: float) -> str:
+    """Three significant digits (0.0198, 0.137, 4.75, 71.3), one decimal from 100 on (335.4)."""
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:.1f}"
+    return f"{x:#.3g}".rstrip(".")
 
 
 def _by_run_id(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

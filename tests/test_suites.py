@@ -293,14 +293,14 @@ A small paper table for tests
 
 Scale: **quick**; seeds 0, 1. Each cell: measured mean ± std over seeds (the paper's number) and Δ = (measured − published) / published. `n/a`: not measured, for the reason in its note; `—`: a row the paper reports that disentbench does not run. ↑/↓: higher/lower is better.
 
-| method             | Synth: MSE ↓                       | Synth: LPIPS ↓                          | Cars3D y ← c ↓                                   |
-|--------------------|------------------------------------|-----------------------------------------|--------------------------------------------------|
-| Autoencoder        | 0.070 ± 0.014 (0.05) Δ +40% [1][2] | 0.120 ± 0.014 (0.3) Δ -60% [1][2][3][4] | 0.900 ± 0.071 (0.9) Δ +0% [1][2][5][6]           |
-| DrNet              | 0.030 (0.02) Δ +50% [1][2][7]      | 0.090 (0.2) Δ -55% [1][2][3][4][7]      | 0.300 (< 0.01) Δ +2900% [1][2][5][6][7]          |
-| LORD               | 0.011 ± 0.001 (0.01) Δ +10% [1][2] | n/a (0.1) [8]                           | 0.006 ± 0.001 (< 0.01) within bound [1][2][5][6] |
-| Other et al.       | — (0.03) [9]                       | — (—) [9]                               | — (0.5) [9]                                      |
-| Chance             | 0.011 ± 0.001 (—) [1][2][10]       | n/a (—) [8]                             | 0.100 ± 0.000 (< 0.01) Δ +900% [1][2][5][6]      |
-| Kendall τ vs paper | 1.00 (3 rows), agrees              | 1.00 (2 rows), agrees                   | n/a (stand-in data)                              |
+| method             | Synth: MSE ↓                          | Synth: LPIPS ↓                           | Cars3D y ← c ↓                                       |
+|--------------------|---------------------------------------|------------------------------------------|------------------------------------------------------|
+| Autoencoder        | 0.0700 ± 0.0141 (0.05) Δ +40% [1][2]  | 0.120 ± 0.0141 (0.3) Δ -60% [1][2][3][4] | 0.900 ± 0.0707 (0.9) Δ +0% [1][2][5][6]              |
+| DrNet              | 0.0300 (0.02) Δ +50% [1][2][7]        | 0.0900 (0.2) Δ -55% [1][2][3][4][7]      | 0.300 (< 0.01) Δ +2900% [1][2][5][6][7]              |
+| LORD               | 0.0110 ± 0.00141 (0.01) Δ +10% [1][2] | n/a (0.1) [8]                            | 0.00600 ± 0.00141 (< 0.01) within bound [1][2][5][6] |
+| Other et al.       | — (0.03) [9]                          | — (—) [9]                                | — (0.5) [9]                                          |
+| Chance             | 0.0110 ± 0.00141 (—) [1][2][10]       | n/a (—) [8]                              | 0.100 ± 0 (< 0.01) Δ +900% [1][2][5][6]              |
+| Kendall τ vs paper | 1.00 (3 rows), agrees                 | 1.00 (2 rows), agrees                    | n/a (stand-in data)                                  |
 
 Ranking: the methods rank exactly as in the paper (τ = 1) in 2 of 2 column(s) with at least two measured, ranked rows on the paper's data.
 
