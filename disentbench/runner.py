@@ -285,6 +285,7 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
     if rank != 0:
         return _follow(cell, regs, rd)
     try:
+        rd.remove_partial_writes()  # a killed writer's temporary files; we hold the lock, no one else writes
         if existing is not None:
             rd.archive_failed()
         return _execute_locked(cell, regs, rd)
@@ -414,8 +415,9 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             t_eval = time.perf_counter()
             eval_options = cfg.build(EvalOptions, cell.config["eval"], where="eval")
             grid = transfer_grid(method, data.test, size=eval_options.grid_size, seed=cell.seed, device=device)
-            grid.save(rd.path / ".transfer.png.tmp.png")
-            os.replace(rd.path / ".transfer.png.tmp.png", rd.path / "transfer.png")
+            tmp_png = rd.path / f".transfer.png.{os.getpid()}.tmp"
+            grid.save(tmp_png, format="PNG")
+            os.replace(tmp_png, rd.path / "transfer.png")
             record["artifacts"]["transfer_grid"] = "transfer.png"
             ctx = EvalContext(method, data, device=device, seed=cell.seed, options=eval_options,
                               cache_dir=cache_root() / "evaluators", weights=WeightStore(regs.weights),

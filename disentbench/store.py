@@ -99,6 +99,11 @@ class RunDir:
         n = len(list(attempts.glob("record-*.json")))
         os.replace(self.record_path, attempts / f"record-{n + 1}.json")
 
+    def remove_partial_writes(self) -> None:
+        """Delete temporary files (``.NAME.*.tmp``) that a killed writer left behind."""
+        for tmp in self.path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
     def write(self, name: str, obj: Any) -> None:
         atomic_write_json(self.path / name, obj)
 

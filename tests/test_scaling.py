@@ -57,12 +57,23 @@ def _store(out):
             for r in read_records([out])}
 
 
+def _same(a, b):
+    """The same runs, configurations and metric values. Values agree to float32 rounding, not bit for
+    bit: a worker with another number of torch threads sums its reductions in another order."""
+    assert {k: v[:2] for k, v in a.items()} == {k: v[:2] for k, v in b.items()}
+    for k in a:
+        assert a[k][2].keys() == b[k][2].keys(), k
+        for metric, values in a[k][2].items():
+            assert values == pytest.approx(b[k][2][metric], rel=1e-4, abs=1e-6), (k, metric)
+    return True
+
+
 def test_jobs_2_gives_the_same_records_as_jobs_1(plugin_env, tmp_path):
     regs = plugin_env
     one = _executor(regs, "local", jobs=1).run(_cells(regs, tmp_path / "one"))
     two = _executor(regs, "local", jobs=2).run(_cells(regs, tmp_path / "two"))
     assert [r["status"] for r in one + two] == ["finished"] * 8
-    assert _store(tmp_path / "one") == _store(tmp_path / "two")
+    assert _same(_store(tmp_path / "one"), _store(tmp_path / "two"))
     assert len(_store(tmp_path / "two")) == 4
 
 
@@ -72,7 +83,7 @@ def test_submitit_local_executor_gives_the_same_records(plugin_env, tmp_path):
     _executor(regs, "local").run(_cells(regs, tmp_path / "local", seeds=(0,)))
     records = _executor(regs, "slurm", cluster="local", cpus_per_task=1).run(_cells(regs, tmp_path / "slurm", seeds=(0,)))
     assert [r["status"] for r in records] == ["finished", "finished"], records
-    assert _store(tmp_path / "local") == _store(tmp_path / "slurm")
+    assert _same(_store(tmp_path / "local"), _store(tmp_path / "slurm"))
     cell = _cells(regs, tmp_path / "slurm", seeds=(0,))[0]
     config = json.loads((tmp_path / "slurm" / cell.run_id / "config.json").read_text())
     assert config["runtime"]["checkpoint_every"] == 500  # slurm runs checkpoint periodically
@@ -84,7 +95,7 @@ def test_ray_executor_gives_the_same_records(plugin_env, tmp_path):
     _executor(regs, "local").run(_cells(regs, tmp_path / "local", methods="tiny-ae-test"))
     records = _executor(regs, "ray", num_cpus=2).run(_cells(regs, tmp_path / "ray", methods="tiny-ae-test"))
     assert [r["status"] for r in records] == ["finished", "finished"], records
-    assert _store(tmp_path / "local") == _store(tmp_path / "ray")
+    assert _same(_store(tmp_path / "local"), _store(tmp_path / "ray"))
 
 
 def test_a_rerun_skips_cells_another_executor_finished(plugin_env, tmp_path):
