@@ -238,3 +238,13 @@ def test_vae_baselines_encode_posterior_means(tiny_data):
         codes = method.encode(x)
         assert torch.equal(codes.content_code, method.content_encoder(x)[0])
         assert torch.equal(method.encode(x).class_code, codes.class_code)  # no sampling at test time
+
+
+def test_fit_reports_how_the_objective_ended(tiny_data):
+    from disentbench.training import TrainOptions
+
+    method = make(DrNet, tiny_data, epochs=1, batch_size=8)
+    result = method.fit(tiny_data.train, TrainOptions(max_steps=2), seed=0, progress=False)
+    summary = result.info["last_epoch_mean"]
+    assert set(summary) >= {"loss", "reconstruction", "similarity", "adversarial", "discriminator_acc"}
+    assert summary["loss"] == pytest.approx(np.mean([row["loss"] for row in result.log]))

@@ -13,14 +13,16 @@ loss ("for fairness, we evaluate each baseline with L1 and perceptual loss", LOR
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 
 from disentbench.contracts import Codes, DataInfo, Split
 from disentbench.method import BaseMethod
 from disentbench.nn import AdaINGenerator, ConvEncoder, GaussianEncoder, reconstruction_loss
-from disentbench.training import RandomSampler, Stage
+from disentbench.training import RandomSampler, Stage, TrainOptions, TrainResult
 
 
 @dataclass
@@ -76,6 +78,17 @@ class TwoCodeMethod(BaseMethod):
         if self.content_variational:
             content_code = content_code[0]
         return Codes(class_code, content_code)
+
+    def fit(self, train: Split, options: TrainOptions, *, seed: int = 0, checkpoint: Path | None = None,
+            progress: bool = True) -> TrainResult:
+        """Train, then record in ``method_info`` each logged term averaged over the last epoch (e.g.
+        DrNet's discriminator accuracy, Cycle-VAE's reverse-cycle loss): how the objective ended."""
+        result = super().fit(train, options, seed=seed, checkpoint=checkpoint, progress=progress)
+        if result.log:
+            last = [row for row in result.log if row["epoch"] == result.log[-1]["epoch"]]
+            keys = [k for k in last[-1] if k not in ("stage", "epoch", "step")]
+            result.info["last_epoch_mean"] = {k: float(np.mean([row[k] for row in last if k in row])) for k in keys}
+        return result
 
     def model_parameters(self) -> list[torch.nn.Parameter]:
         """Encoders and generator (not a method's discriminators)."""
