@@ -99,21 +99,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, "
           f"{len(failed)} failed, in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_leaderboard:
-        path = leaderboard.write(read_records([Path(args.out)]), Path(args.leaderboard),
-                                 name=_generic_page(Path(args.leaderboard)))
+        path = leaderboard.write(read_records([Path(args.out)]), Path(args.leaderboard))
         print(f"disentbench: leaderboard written to {path}")
     return 1 if failed else 0
-
-
-def _generic_page(out_dir: Path) -> str:
-    """README.md, unless the directory's README.md is the paper-table index: then runs.md."""
-    from disentbench.paper_tables import INDEX_TITLE
-
-    readme = out_dir / "README.md"
-    try:
-        return "runs.md" if readme.read_text().startswith(INDEX_TITLE) else "README.md"
-    except OSError:
-        return "README.md"
 
 
 def _paper_plan(args: argparse.Namespace, regs, suite):
@@ -296,7 +284,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             print(f"disentbench: paper table of suite {suite.name!r} at scale {plan.scale!r} → {path}")
             return 0
     records = read_records([Path(r) for r in args.runs])
-    path = leaderboard.write(records, Path(args.out), name=_generic_page(Path(args.out)))
+    path = leaderboard.write(records, Path(args.out))
     print(f"disentbench: {len(records)} run record(s) → {path}")
     return 0
 

@@ -185,8 +185,10 @@ def write(records: list[dict[str, Any]], out_dir: Path, *, name: str = "README.m
             dest = out_dir / "grids" / f"{key[0]}-{key[1]}-{key[2][:6]}.png"
             shutil.copyfile(src, dest)
             grids[key] = f"grids/{dest.name}"
-    path = out_dir / name
-    from disentbench.store import atomic_write_bytes
+    from disentbench.store import atomic_write_bytes, write_section
 
-    atomic_write_bytes(path, render(records, grids=grids, title=title).encode())
-    return path
+    text = render(records, grids=grids, title=title)
+    if name == "README.md":  # shared with the paper-table index: replace only the run tables
+        return write_section(out_dir / name, "runs", text)
+    atomic_write_bytes(out_dir / name, text.encode())
+    return out_dir / name

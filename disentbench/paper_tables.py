@@ -21,7 +21,7 @@ from disentbench.specs import ARROWS
 from disentbench.suites import PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
 MARKER = "<!-- disentbench paper table: {name} scale={scale} -->"
-INDEX_TITLE = "# disentbench: paper tables"
+INDEX_TITLE = "## Paper tables"
 
 
 @dataclass
@@ -385,14 +385,11 @@ def render_index(suites: list[Suite], out_dir: Path) -> str:
 
     lines += [tabulate(rows, headers=["suite", "paper", "table", "what", "rendered at scale"], tablefmt="github",
                        disable_numparse=True), ""]
-    if (Path(out_dir) / "runs.md").is_file():
-        lines += ["Per-dataset tables of every run behind these pages: [runs.md](runs.md).", ""]
     return "\n".join(lines)
 
 
 def write_index(suites: list[Suite], out_dir: Path) -> Path:
-    from disentbench.store import atomic_write_bytes
+    """The index as the paper-tables part of ``out_dir/README.md`` (the run tables stay)."""
+    from disentbench.store import write_section
 
-    path = Path(out_dir) / "README.md"
-    atomic_write_bytes(path, render_index(suites, out_dir).encode())
-    return path
+    return write_section(Path(out_dir) / "README.md", "paper-tables", render_index(suites, out_dir))

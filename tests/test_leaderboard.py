@@ -93,3 +93,18 @@ def test_rows_of_several_configs_name_the_options_that_differ():
     out = render([record("adaptive", "aaaaaa111111", 0.1), record("adversarial", "bbbbbb222222", 0.2)])
     assert "robust (cfg aaaaaa: variant=adaptive)" in out and "robust (cfg bbbbbb: variant=adversarial)" in out
     assert "epsilon" not in out  # only what tells the rows apart
+
+
+def test_readme_sections_are_replaced_independently(tmp_path):
+    from disentbench.store import write_section
+
+    page = tmp_path / "README.md"
+    page.write_text("Written by hand.\n")
+    write_section(page, "paper-tables", "## Paper tables\n\nindex v1\n")
+    write_section(page, "runs", "# runs v1\n")
+    write_section(page, "paper-tables", "## Paper tables\n\nindex v2\n")
+    text = page.read_text()
+    assert text == ("Written by hand.\n\n<!-- disentbench:runs -->\n# runs v1\n<!-- /disentbench:runs -->\n\n"
+                    "<!-- disentbench:paper-tables -->\n## Paper tables\n\nindex v2\n<!-- /disentbench:paper-tables -->\n")
+    write_section(page, "runs", "# runs v2\n")
+    assert "# runs v2" in page.read_text() and "runs v1" not in page.read_text() and "index v2" in page.read_text()

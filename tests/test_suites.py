@@ -422,10 +422,14 @@ def test_cli_runs_a_plugin_suite_and_renders_its_table(tmp_path, monkeypatch, ca
     (tmp_path / "lb" / "tiny-paper.md").unlink()
     assert main(["leaderboard", *args, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "lb")]) == 0
     assert (tmp_path / "lb" / "tiny-paper.md").read_text() == page
-    # a plain leaderboard into the same directory keeps the index and goes to runs.md
+    # a plain leaderboard into the same directory adds the run tables to README.md and keeps the index
     assert main(["leaderboard", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "lb")]) == 0
-    assert (tmp_path / "lb" / "README.md").read_text().startswith(pt.INDEX_TITLE)
-    assert "## synth3d" in (tmp_path / "lb" / "runs.md").read_text()
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    assert readme.startswith("<!-- disentbench:runs -->\n# disentbench leaderboard")
+    assert readme.index("## synth3d") < readme.index(pt.INDEX_TITLE) and "[tiny-paper](tiny-paper.md)" in readme
+    # and rendering the index again keeps the run tables
+    assert main(["leaderboard", *args, "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "lb")]) == 0
+    assert (tmp_path / "lb" / "README.md").read_text() == readme
 
 
 def test_cli_errors_for_paper_suites(tmp_path, capsys):
