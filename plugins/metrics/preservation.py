@@ -191,14 +191,22 @@ def trained_evaluator(ctx: Any, kind: str, build: Callable[[], nn.Module], optio
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the initial weights: a function of the evaluator's seed only
             model = build()
-        if path is not None and path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(saved["state"])
-            return model.to(ctx.device).eval(), dict(saved["summary"], cached=True)
+        if path is None:
+            return train_it(model)
+        from filelock import FileLock  # parallel workers (--jobs) train each evaluator once, the others wait
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if path.exists():
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                model.load_state_dict(saved["state"])
+                return model.to(ctx.device).eval(), dict(saved["summary"], cached=True)
+            return train_it(model)
+
+    def train_it(model):
         result = Trainer(model, train, TrainOptions(device=str(ctx.device)), seed=seed, progress=ctx.progress).run()
         summary = {"train_seconds": result.seconds, "steps": result.steps, "final_loss": result.log[-1]} if result.log else {}
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             torch.save({"state": model.state_dict(), "summary": summary, "key": key_data}, tmp)
             os.replace(tmp, path)
