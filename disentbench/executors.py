@@ -20,14 +20,27 @@ class Executor(Protocol):
         """Run every cell (or submit them and return, for queueing systems) and return records."""
 
 
-def execute_json(cell_json: dict[str, Any], threads: int = 0) -> dict[str, Any]:
+def execute_json(cell_json: dict[str, Any], threads: int = 0, announce: bool = False) -> dict[str, Any]:
     """Run one cell from its JSON form in this process (what a remote worker calls): fresh plugin
-    registries, ``threads`` torch threads if given; the record comes back as plain JSON data."""
+    registries, ``threads`` torch threads if given; the record comes back as plain JSON data.
+    ``announce``: print a line when the cell starts (workers that run without progress bars)."""
     if threads:
-        import torch
+        limit_threads(threads)
+    cell = Cell.from_json(cell_json)
+    if announce:
+        print(f"started: {cell.method} on {cell.dataset} seed {cell.seed} (worker {os.getpid()})", flush=True)
+    return execute(cell)
 
-        torch.set_num_threads(threads)
-    return execute(Cell.from_json(cell_json))
+
+def limit_threads(threads: int) -> None:
+    """At most ``threads`` threads for torch and for the BLAS/OpenMP pools that numpy and
+    scikit-learn use (threadpoolctl): parallel workers that each spin up a pool per core thrash the
+    cores (the leakage MLPs of two workers ran 8x slower)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
 
 
 def threads_per_worker(workers: int) -> int:

@@ -126,6 +126,23 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
             means = [s[col][0] for s in stats.values() if col in s and s[col][0] is not None]
             if direction in ("max", "min") and len(means) > 1:
                 best[col] = max(means) if direction == "max" else min(means)
+        # keep the table readable: a metric that no row could compute becomes one line under the
+        # table, and an "info" key with one value for every row (a chance level, a pair count) too
+        below: list[str] = []
+        for metric in dict.fromkeys(col.split(".")[0] for col in columns):
+            cols = [col for col in columns if col.split(".")[0] == metric]
+            if all(s.get(col, (None,))[0] is None for s in stats.values() for col in cols):
+                reasons = sorted({s[col][2] for s in stats.values() for col in cols if col in s})
+                below.append(f"not measured: {'; '.join(reasons)}")
+                columns = [col for col in columns if col not in cols]
+        shared: dict[str, str] = {}
+        for col in columns:
+            values = [s[col][0] if col in s else None for s in stats.values()]
+            if directions[col] == "info" and None not in values and len({fmt(v) for v in values}) == 1:
+                shared[col] = fmt(values[0])
+        if shared:
+            below.insert(0, "the same for every row: " + ", ".join(f"{c} = {v}" for c, v in shared.items()))
+            columns = [col for col in columns if col not in shared]
         headers = ["method", "supervision", "seeds"] + [f"{c} {ARROWS[directions[c]]}".rstrip() for c in columns]
         if cost:
             headers += ["train s", "img/s"]
@@ -156,6 +173,7 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
             cells.append(f"[grid]({link})" if link else "")
             table.append(cells)
         lines += [f"## {dataset}", "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+        lines += [f"- {text}" for text in below] + ([""] if below else [])
     if notes.texts:
         lines += ["### Notes", ""]
         lines += [f"{k}. {text}" for k, text in enumerate(notes.texts, 1)]

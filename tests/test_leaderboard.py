@@ -34,14 +34,13 @@ Mean ± std over seeds (std shown when there is more than one seed). ↑: higher
 
 ## synth3d
 
-| method      | supervision      | seeds   | leakage.class_from_content ↓   | leakage.chance_class   | lpips_transfer.lpips ↓   | transfer_error.mse ↓   | train s   | img/s   | transfer grid            |
-|-------------|------------------|---------|--------------------------------|------------------------|--------------------------|------------------------|-----------|---------|--------------------------|
-| autoencoder | unsupervised     | 1       | 0.900                          | 0.100                  |                          | 0.050                  | 10        | 100     |                          |
-| lord        | class-supervised | 2       | **0.150 ± 0.071**              | 0.100 ± 0.000          | n/a [1]                  | **0.015 ± 0.007**      | 10.50     | 100     | [grid](grids/lord-0.png) |
+| method      | supervision      | seeds   | leakage.class_from_content ↓   | transfer_error.mse ↓   | train s   | img/s   | transfer grid            |
+|-------------|------------------|---------|--------------------------------|------------------------|-----------|---------|--------------------------|
+| autoencoder | unsupervised     | 1       | 0.900                          | 0.050                  | 10        | 100     |                          |
+| lord        | class-supervised | 2       | **0.150 ± 0.071**              | **0.015 ± 0.007**      | 10.50     | 100     | [grid](grids/lord-0.png) |
 
-### Notes
-
-1. lpips_transfer: weights 'alexnet' missing: put the file at /w/alexnet.pth
+- the same for every row: leakage.chance_class = 0.100
+- not measured: lpips_transfer: weights 'alexnet' missing: put the file at /w/alexnet.pth
 
 ### Failed runs
 
@@ -108,3 +107,13 @@ def test_readme_sections_are_replaced_independently(tmp_path):
                     "<!-- disentbench:paper-tables -->\n## Paper tables\n\nindex v2\n<!-- /disentbench:paper-tables -->\n")
     write_section(page, "runs", "# runs v2\n")
     assert "# runs v2" in page.read_text() and "runs v1" not in page.read_text() and "index v2" in page.read_text()
+
+
+def test_a_metric_some_rows_lack_stays_a_column_with_numbered_reasons():
+    ok = _record("autoencoder", 0, 0.05)
+    ok["metrics"]["lpips_transfer"] = {"status": "ok", "values": {"lpips": 0.3}, "directions": {"lpips": "min"},
+                                       "reason": None, "notes": ""}
+    out = render([ok, _record("lord", 0, 0.01, unavailable="weights 'alexnet' missing")])
+    lord = next(line for line in out.splitlines() if line.startswith("| lord"))
+    assert "lpips_transfer.lpips ↓" in out and "n/a [1]" in lord
+    assert "1. lpips_transfer: weights 'alexnet' missing" in out and "not measured" not in out

@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
-from disentbench.executors import Report, execute_json, threads_per_worker
+from disentbench.executors import Report, execute_json, limit_threads, threads_per_worker
 from disentbench.runner import Cell, run_sweep
 
 
@@ -33,9 +33,7 @@ def _init_worker(gpu_queue: Any, threads: int) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # before torch initialises CUDA in this process
         _GPU.append(str(gpu))
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+    limit_threads(threads)
 
 
 def _gpu_count(cells: list[Cell]) -> int:
@@ -66,7 +64,10 @@ class LocalExecutor:
                 queue.put(k % gpus)
         records: list[dict[str, Any] | None] = [None] * len(cells)
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)) as pool:
-            futures = {pool.submit(execute_json, cell.to_json()): k for k, cell in enumerate(cells)}
+            # per-step bars of parallel workers would interleave on one terminal: each worker says
+            # when a cell starts, and the report line says when it ends
+            futures = {pool.submit(execute_json, {**cell.to_json(), "progress": False}, 0, cell.progress): k
+                       for k, cell in enumerate(cells)}
             for done, future in enumerate(as_completed(futures), 1):
                 k = futures[future]
                 try:
