@@ -53,7 +53,9 @@ def _rows(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-class _Notes:
+class Footnotes:
+    """Numbered notes: ``ref(text)`` gives a text's number, the same text keeps its number."""
+
     def __init__(self) -> None:
         self.texts: list[str] = []
 
@@ -96,7 +98,7 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
     failed = [r for r in records if r.get("status") == "failed"]
     if df.empty:
         lines += ["No finished runs yet.", ""]
-    notes = _Notes()
+    notes = Footnotes()
     for dataset in sorted(df["dataset"].unique()) if not df.empty else []:
         d = df[df["dataset"] == dataset]
         # metrics alphabetically, each metric's keys in the order its spec declares them

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from disentbench.leaderboard import Footnotes
 from disentbench.specs import ARROWS
 from disentbench.suites import PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
@@ -50,15 +51,7 @@ class Measured:
     stand_in: bool = False
 
 
-class _Notes:
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-
-    def ref(self, text: str) -> int:
-        if text not in self.texts:
-            self.texts.append(text)
-        return self.texts.index(text) + 1
-
+class _Notes(Footnotes):
     def marks(self, texts: Iterable[str]) -> str:
         refs = sorted({self.ref(t) for t in texts if t})
         return "".join(f"[{k}]" for k in refs)
