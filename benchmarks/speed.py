@@ -73,7 +73,7 @@ def peak_memory_mb(device: Any) -> float:
 
 
 def measure_method(name: str, regs: Any, *, scale: str, device: Any, options: list[str], steps: int,
-                   warmup: int, stages: list[int]) -> list[dict[str, Any]]:
+                   warmup: int, stages: list[int], overrides: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     import torch
 
     from disentbench import config as cfg
@@ -83,6 +83,7 @@ def measure_method(name: str, regs: Any, *, scale: str, device: Any, options: li
     spec = regs.methods.get(name)
     target = spec.load()
     settings = regs.suites.get("quick").load().settings if scale == "quick" else {}
+    settings = cfg.merge(settings, overrides or {})
     resolution = int(settings.get("synth3d", {}).get("resolution", 64))
     config = cfg.build(target.Config, settings.get(name, {}), where=name)
     batch = max(int(getattr(config, "batch_size", 64)), 8)
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tabulate import tabulate
 
+    from disentbench import config as cfg
     from disentbench.plugins import load_registries
     from disentbench.training import resolve_device
 
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default="0", help="stage indices to time, e.g. 0,1 (LORD's latent and encoder stages)")
     parser.add_argument("--eval", action="store_true", help="also time every metric on synth3d")
     parser.add_argument("--json", default="speed.json", help="where to write the results")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME.FIELD=VALUE",
+                        help="method options over the scale's, as in `disentbench run` (e.g. lord.recon_loss=l1 "
+                             "where the VGG weights for the perceptual loss are missing)")
     args = parser.parse_args(argv)
 
     regs = load_registries()
@@ -181,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for spec in regs.methods.resolve(args.methods):
         rows += measure_method(spec.name, regs, scale=args.scale, device=device, options=options,
-                               steps=args.steps, warmup=args.warmup, stages=[int(s) for s in args.stages.split(",")])
+                               steps=args.steps, warmup=args.warmup, stages=[int(s) for s in args.stages.split(",")],
+                               overrides=cfg.parse_sets(args.set))
     table = []
     for r in rows:
         if "error" in r:
