@@ -372,9 +372,9 @@ def test_unavailable_metric_is_na_in_the_leaderboard_and_fails_with_require_metr
             "--device", "cpu", "--quiet", *_sets()]
     assert main([*args, "--out", str(tmp_path / "runs"), "--leaderboard", str(tmp_path / "lb")]) == 0
     board = (tmp_path / "lb" / "README.md").read_text()
-    row = next(line for line in board.splitlines() if line.startswith("| lord"))
-    assert "n/a [1]" in row  # never a number
-    note = next(line for line in board.splitlines() if line.startswith("1. lpips_transfer:"))
+    header = next(line for line in board.splitlines() if line.startswith("| method"))
+    assert "lpips" not in header  # never a number: no row computed it, so it is a line under the table
+    note = next(line for line in board.splitlines() if line.startswith("- not measured: lpips_transfer:"))
     assert "alexnet-owt-7be5be79.pth" in note and "disentbench weights fetch alexnet" in note
     record = json.loads(next((tmp_path / "runs").rglob("record.json")).read_text())
     assert record["status"] == "finished" and record["metrics"]["lpips_transfer"]["status"] == "unavailable"
