@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+import io
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnav
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
-from disentbench.store import RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunLock, RunStore, now
+from disentbench.store import RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunLock, RunStore, atomic_write_bytes, now
 
 HARNESS_SCOPES = ("train", "eval")
 
@@ -415,9 +416,9 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             t_eval = time.perf_counter()
             eval_options = cfg.build(EvalOptions, cell.config["eval"], where="eval")
             grid = transfer_grid(method, data.test, size=eval_options.grid_size, seed=cell.seed, device=device)
-            tmp_png = rd.path / f".transfer.png.{os.getpid()}.tmp"
-            grid.save(tmp_png, format="PNG")
-            os.replace(tmp_png, rd.path / "transfer.png")
+            png = io.BytesIO()
+            grid.save(png, format="PNG")
+            atomic_write_bytes(rd.path / "transfer.png", png.getvalue())
             record["artifacts"]["transfer_grid"] = "transfer.png"
             ctx = EvalContext(method, data, device=device, seed=cell.seed, options=eval_options,
                               cache_dir=cache_root() / "evaluators", weights=WeightStore(regs.weights),
@@ -446,8 +447,6 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
 
 
 def _write_log(path: Path, log: list[dict[str, Any]]) -> None:
-    from disentbench.store import atomic_write_bytes
-
     atomic_write_bytes(path, "".join(json.dumps(row) + "\n" for row in log).encode())
 
 

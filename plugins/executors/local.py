@@ -66,7 +66,7 @@ class LocalExecutor:
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads)) as pool:
             # per-step bars of parallel workers would interleave on one terminal: each worker says
             # when a cell starts, and the report line says when it ends
-            futures = {pool.submit(execute_json, {**cell.to_json(), "progress": False}, 0, cell.progress): k
+            futures = {pool.submit(execute_json, {**cell.to_json(), "progress": False}, announce=cell.progress): k
                        for k, cell in enumerate(cells)}
             for done, future in enumerate(as_completed(futures), 1):
                 k = futures[future]
