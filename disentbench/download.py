@@ -1,20 +1,28 @@
 """Downloads that are atomic, resumable, shown with progress and verified by SHA-256 before use,
-plus archive extraction that refuses members escaping the target directory."""
+plus archive extraction that refuses members escaping the target directory, turns a damaged,
+truncated or foreign archive into one line naming it, and installs without deleting or
+overwriting anything it did not create."""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import gzip
 import hashlib
 import http.client
+import lzma
 import os
 import re
 import shutil
+import socket
 import tarfile
 import urllib.error
 import urllib.request
+import uuid
 import zipfile
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from disentbench.contracts import Unavailable
 
@@ -40,6 +48,16 @@ class UnsafeArchiveError(Exception):
 
 class IncompleteDownload(OSError):
     """The connection ended before the announced length arrived; the partial file is kept."""
+
+
+class CorruptFileError(ChecksumError):
+    """A file is present but cannot be read as what it should be: a truncated or damaged archive, a
+    file that is no archive at all, or a data file its loader cannot decode. The message names the
+    file and says to delete it and fetch it again."""
+
+
+class InstallConflict(FileExistsError):
+    """Installing would overwrite or delete files the install did not create; nothing was changed."""
 
 
 def file_digests(path: Path, algorithms: Iterable[str] = ("sha256",), *, progress: bool = False) -> dict[str, str]:
@@ -196,11 +214,38 @@ class _Tee:
 
 
 @dataclass(frozen=True)
+class ArchiveContents:
+    """What a complete archive holds, where known; checked before an archive without a published
+    checksum is installed. ``files`` maps member names to their size in bytes (None: any size);
+    ``at_least`` maps a glob pattern (``fnmatch``, ``*`` crosses ``/``) to the fewest file members
+    that must match it."""
+
+    files: Mapping[str, int | None] = field(default_factory=dict)
+    at_least: Mapping[str, int] = field(default_factory=dict)
+
+    def problems(self, members: Mapping[str, int]) -> list[str]:
+        """What ``members`` (name → size of every file member) lacks; empty when complete."""
+        out = []
+        missing = [name for name in self.files if name not in members]
+        if missing:
+            out.append(f"{len(missing)} expected member(s) missing ({', '.join(missing[:3])}"
+                       f"{', ...' if len(missing) > 3 else ''})")
+        wrong = [f"{name} has {members[name]} bytes, expected {size}" for name, size in self.files.items()
+                 if size is not None and name in members and members[name] != size]
+        out.extend(wrong[:3])
+        for pattern, n in self.at_least.items():
+            found = sum(1 for name in members if fnmatch.fnmatch(name, pattern))
+            if found < n:
+                out.append(f"{found} member(s) match {pattern!r}, expected at least {n}")
+        return out
+
+
+@dataclass(frozen=True)
 class Resource:
     """One file a dataset or weight needs: where it comes from and how to check it.
 
     ``md5`` is for sources that publish only an MD5; it is checked beside the SHA-256 when both
-    are given."""
+    are given. ``contents`` says what a complete archive holds (checked when nothing is pinned)."""
 
     filename: str  # relative to its root directory
     url: str = ""
@@ -208,6 +253,7 @@ class Resource:
     size: int | None = None
     manual: str = ""  # how to get it by hand (behind a login, flaky host, ...)
     md5: str | None = None
+    contents: ArchiveContents | None = field(default=None, compare=False)  # an archive's expected members
 
     @property
     def pinned(self) -> bool:
@@ -276,47 +322,253 @@ def _wanted(members: MemberFilter) -> Callable[[str], bool]:
     return lambda name: name in chosen
 
 
-def safe_extract(archive: Path, dest: Path, members: MemberFilter = None) -> Path:
-    """Extract a tar or zip archive into ``dest``, refusing absolute paths, ``..`` and links that
-    leave the tree (nothing is written then). ``members`` is a list of member names or a predicate
-    on them. Extraction goes to a temporary directory renamed into place when complete; an
-    existing ``dest`` is replaced."""
-    archive, dest = Path(archive), Path(dest)
-    wanted = _wanted(members)
-    tmp = dest.with_name(dest.name + ".extracting")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip")
+# What a damaged, truncated or foreign file raises while it is read as an archive.
+_ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+_FETCH_AGAIN = "it is corrupt, truncated or not an archive: delete it and fetch it again"
+
+
+def is_archive_name(name: str | Path) -> bool:
+    return str(name).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """A read error caused by the file's bytes (not by the disk: those carry an errno)."""
+    return isinstance(exc, _ARCHIVE_ERRORS) or (isinstance(exc, OSError) and exc.errno is None)
+
+
+def _why(archive: Path, exc: BaseException) -> str:
+    """One short clause for what is wrong with ``archive``, from what reading it raised."""
+    text = str(exc).strip().splitlines()[0].rstrip(":") if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, EOFError):
+        return "its compressed data ends early (truncated)"
+    if isinstance(exc, tarfile.ReadError) and "unexpected end of data" in text:
+        return "it ends in the middle of a member (truncated)"
+    if isinstance(exc, tarfile.ReadError) and ("could not be opened" in text or "header" in text):
+        try:
+            with open(archive, "rb") as f:
+                head = f.read(16)
+        except OSError:
+            head = b""
+        kind = "a complete zip archive" if archive.name.lower().endswith(".zip") else "a tar or zip archive"
+        return f"it is not {kind} ({archive.stat().st_size} bytes, starting {head!r})"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _corrupt(archive: Path, why: str) -> CorruptFileError:
+    return CorruptFileError(f"cannot read {archive}: {why}; {_FETCH_AGAIN}")
+
+
+def _tar_end_problem(archive: Path, tf: tarfile.TarFile, members: list[tarfile.TarInfo]) -> str | None:
+    """For an uncompressed tar: a member whose data runs past the end of the file, or no
+    end-of-archive block after the last member (what a download cut at a member boundary leaves)."""
+    if any(m.issparse() for m in members):
+        return None
+    size = archive.stat().st_size
+    end = 0
+    for m in members:
+        data_end = m.offset_data + (-(-m.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE if m.isreg() else 0)
+        if data_end > size:
+            return f"member {m.name!r} runs past the end of the file (truncated)"
+        end = max(end, data_end, m.offset_data)
+    with open(archive, "rb") as f:
+        f.seek(end)
+        block = f.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) != len(block):
+        return f"it ends after {len(members)} member(s) without the end-of-archive block (truncated)"
+    return None
+
+
+def archive_members(archive: Path) -> dict[str, int]:
+    """Name → size of every file member of a tar or zip archive, reading it to its end: raises
+    :class:`CorruptFileError` naming the file if it is not an archive, is damaged or truncated."""
+    archive = Path(archive)
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                names = [n for n in zf.namelist() if wanted(n)]
-                for name in names:
-                    _check_member(name, tmp)
-                zf.extractall(tmp, names)
-        else:
-            with tarfile.open(archive) as tf:
-                chosen = [m for m in tf.getmembers() if wanted(m.name)]
-                for member in chosen:
-                    _check_member(member.name, tmp)
-                    if member.issym() or member.islnk():
-                        link_base = tmp / Path(member.name).parent if member.issym() else tmp
-                        if os.path.isabs(member.linkname) or not (link_base / member.linkname).resolve().is_relative_to(tmp.resolve()):
-                            raise UnsafeArchiveError(
-                                f"archive member {member.name!r} links to {member.linkname!r} outside {dest}; refusing to extract"
-                            )
-                    elif not (member.isfile() or member.isdir()):
-                        raise UnsafeArchiveError(
-                            f"archive member {member.name!r} is a device or pipe; refusing to extract {archive}"
-                        )
-                # Python's own "data" filter (3.10.12+/3.11.4+) re-checks every path at write time.
-                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                try:
-                    tf.extractall(tmp, members=chosen, **extra)
-                except getattr(tarfile, "FilterError", ()) as exc:
-                    raise UnsafeArchiveError(f"refusing to extract {archive}: {exc}") from None
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+                return {i.filename: i.file_size for i in zf.infolist() if not i.is_dir()}
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            problem = _tar_end_problem(archive, tf, members) if _uncompressed(tf) else None
+            if problem:
+                raise _corrupt(archive, problem)
+            return {m.name: m.size for m in members if m.isreg()}
+    except CorruptFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (only data errors are turned into the clean message)
+        if _is_data_error(exc):
+            raise _corrupt(archive, _why(archive, exc)) from None
+        raise
+
+
+def _uncompressed(tf: tarfile.TarFile) -> bool:
+    import io
+
+    return isinstance(tf.fileobj, (io.BufferedReader, io.FileIO))
+
+
+def check_archive(archive: Path, contents: ArchiveContents | None = None) -> dict[str, int]:
+    """:func:`archive_members`, then (when given) the expected ``contents``; raises
+    :class:`CorruptFileError` naming the file and what is missing."""
+    members = archive_members(archive)
+    problems = contents.problems(members) if contents is not None else []
+    if problems:
+        raise _corrupt(Path(archive), f"it is incomplete: {'; '.join(problems)}")
+    return members
+
+
+def _host_pid_alive(host: str, pid: str) -> bool:
+    if host != socket.gethostname():
+        return True  # another machine's (a shared data root): not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def _staging_dir(near: Path) -> Path:
+    """A fresh hidden folder beside ``near`` (same file system, so publishing is a rename). Staging
+    folders that an earlier, killed extraction on this host left behind are removed first: their
+    names carry host and process id, so no other folder is ever touched."""
+    near = Path(near)
+    near.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{near.name}.partial-"
+    for stale in near.parent.glob(f"{glob_escape(prefix)}*"):
+        host_pid = stale.name[len(prefix):].rsplit("-", 2)
+        if len(host_pid) == 3 and stale.is_dir() and not _host_pid_alive(host_pid[0], host_pid[1]):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = near.parent / f"{prefix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+@contextlib.contextmanager
+def extracted(archive: Path, near: Path, members: MemberFilter = None) -> Iterator[Path]:
+    """Extract ``archive`` (the :func:`safe_extract` guards) into a fresh staging folder beside
+    ``near`` and yield it; the staging folder is removed afterwards, whatever was moved out of it."""
+    archive = Path(archive)
+    tmp = _staging_dir(near)
+    try:
+        try:
+            _extract_into(archive, tmp, Path(near), _wanted(members))
+        except (UnsafeArchiveError, CorruptFileError):
+            raise
+        except Exception as exc:  # noqa: BLE001  (only data errors are turned into the clean message)
+            if _is_data_error(exc):
+                raise _corrupt(archive, _why(archive, exc)) from None
+            raise
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract_into(archive: Path, tmp: Path, dest: Path, wanted: Callable[[str], bool]) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if wanted(n)]
+            for name in names:
+                _check_member(name, tmp)
+            zf.extractall(tmp, names)
+        return
+    with tarfile.open(archive) as tf:
+        everything = tf.getmembers()
+        if _uncompressed(tf):  # a compressed stream checks its own end; a plain tar is checked here
+            problem = _tar_end_problem(archive, tf, everything)
+            if problem:
+                raise _corrupt(archive, problem)
+        chosen = [m for m in everything if wanted(m.name)]
+        for member in chosen:
+            _check_member(member.name, tmp)
+            if member.issym() or member.islnk():
+                link_base = tmp / Path(member.name).parent if member.issym() else tmp
+                if os.path.isabs(member.linkname) or not (link_base / member.linkname).resolve().is_relative_to(tmp.resolve()):
+                    raise UnsafeArchiveError(
+                        f"archive member {member.name!r} links to {member.linkname!r} outside {dest}; refusing to extract"
+                    )
+            elif not (member.isfile() or member.isdir()):
+                raise UnsafeArchiveError(
+                    f"archive member {member.name!r} is a device or pipe; refusing to extract {archive}"
+                )
+        # Python's own "data" filter (3.10.12+/3.11.4+) re-checks every path at write time.
+        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        try:
+            tf.extractall(tmp, members=chosen, **extra)
+        except getattr(tarfile, "FilterError", ()) as exc:
+            raise UnsafeArchiveError(f"refusing to extract {archive}: {exc}") from None
+
+
+def publish_tree(src: Path, dest: Path) -> list[str]:
+    """Move the folder ``src`` to ``dest`` without deleting or overwriting anything there.
+
+    Where ``dest`` does not exist (or is an empty folder) ``src`` is renamed to it. Otherwise the
+    trees are merged: files missing from ``dest`` are moved in, files already there with the same
+    size are kept as they are, and if any entry there differs (another size, a folder where a file
+    goes or the reverse) :class:`InstallConflict` names them and nothing is moved. Returns the
+    paths (relative to ``dest``) that were added."""
+    src, dest = Path(src), Path(dest)
+    if not os.path.lexists(dest) or (dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir())):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(src, dest)
+            return ["."]
+        except OSError:
+            if not dest.is_dir():  # not a race with another install that filled it first
+                raise
+    if not dest.is_dir():
+        raise InstallConflict(f"cannot install into {dest}: a file is there, not a folder; nothing was changed. "
+                              f"Move it elsewhere and run again (an install never deletes what it did not create)")
+    leaves, dirs = [], []
+    for dirpath, dirnames, filenames in os.walk(src):
+        base = Path(dirpath).relative_to(src)
+        for d in dirnames:
+            (leaves if (Path(dirpath) / d).is_symlink() else dirs).append(base / d)
+        leaves.extend(base / f for f in filenames)
+    conflicts, moves = [], []
+    for rel in leaves:
+        here, there = src / rel, dest / rel
+        blocked = next((p for p in reversed(rel.parents[:-1]) if (dest / p).exists() and not (dest / p).is_dir()), None)
+        if blocked is not None:
+            conflicts.append(f"{dest / blocked} (a file where a folder goes)")
+        elif not os.path.lexists(there):
+            moves.append(rel)
+        elif here.is_symlink():
+            continue  # a link the archive holds: whatever is there is kept
+        elif not there.is_file() or there.stat().st_size != here.stat().st_size:
+            what = "a folder" if there.is_dir() else f"{there.stat().st_size} bytes, the archive's {here.stat().st_size}"
+            conflicts.append(f"{there} ({what})")
+    for rel in dirs:
+        if (dest / rel).exists() and not (dest / rel).is_dir():
+            conflicts.append(f"{dest / rel} (a file where a folder goes)")
+    if conflicts:
+        raise InstallConflict(
+            f"cannot install into {dest}: {len(conflicts)} existing entr{'y differs' if len(conflicts) == 1 else 'ies differ'} "
+            f"from the files being installed: {', '.join(conflicts[:3])}{', ...' if len(conflicts) > 3 else ''}; "
+            f"nothing was changed. An install never overwrites or deletes what it did not create: move "
+            f"{'it' if len(conflicts) == 1 else 'them'} (or the whole folder) elsewhere and run again"
+        )
+    for rel in dirs:
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+    for rel in moves:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.rename(src / rel, dest / rel)
+    return [str(rel) for rel in moves]
+
+
+def safe_extract(archive: Path, dest: Path, members: MemberFilter = None) -> Path:
+    """Extract a tar or zip archive into ``dest``, refusing absolute paths, ``..`` and links that
+    leave the tree (nothing is written then). ``members`` is a list of member names or a predicate
+    on them. Extraction goes to a fresh staging folder beside ``dest``, which is then published
+    with :func:`publish_tree`: renamed into place where nothing is, else merged without
+    overwriting or deleting anything (an existing ``dest`` may hold files it did not create, e.g.
+    a run store). A damaged, truncated or foreign file raises :class:`CorruptFileError` naming it."""
+    archive, dest = Path(archive), Path(dest)
+    with extracted(archive, dest, members) as tmp:
+        publish_tree(tmp, dest)
     return dest

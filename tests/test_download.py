@@ -201,7 +201,7 @@ def test_extraction_refuses_members_escaping_the_target(tmp_path, bad):
     dest = tmp_path / "out" / "dest"
     with pytest.raises(UnsafeArchiveError, match="refusing"):
         safe_extract(archive, dest)
-    assert not dest.exists() and not (tmp_path / "out" / "dest.extracting").exists()
+    assert not dest.exists() and list((tmp_path / "out").iterdir()) == []  # no staging folder left either
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "out" / "evil.txt").exists()
     assert not Path("/tmp/disentbench-evil.txt").exists()
 
@@ -212,8 +212,9 @@ def test_extraction_of_a_good_archive_with_a_member_filter(tmp_path):
     dest = safe_extract(archive, tmp_path / "dest", members=lambda n: n.startswith("data/cars/"))
     assert sorted(p.name for p in (dest / "data" / "cars").iterdir()) == ["a.mat", "b.mat", "c.mat"]
     assert (dest / "data" / "cars" / "c.mat").read_bytes() == b"A" and not (dest / "data" / "other.mat").exists()
-    safe_extract(archive, dest, members=["data/other.mat"])  # replaces the earlier extraction
-    assert [p.name for p in (dest / "data").iterdir()] == ["other.mat"]
+    safe_extract(archive, dest, members=["data/other.mat"])  # adds to the earlier extraction, deletes nothing
+    assert sorted(p.name for p in (dest / "data").iterdir()) == ["cars", "other.mat"]
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["a.tar.gz", "dest"]  # no staging folder left
 
 
 def test_zip_extraction_refuses_traversal(tmp_path):
