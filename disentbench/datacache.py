@@ -133,30 +133,61 @@ class HashStamps:
         except (OSError, ValueError):
             self._data = {}
         self._dirty = False
+        self._read_now: set[str] = set()  # files this instance has hashed: already fresh
 
-    def digests(self, file: Path, algorithms: Sequence[str] = ("sha256",), *, progress: bool = False) -> dict[str, str]:
+    def digests(self, file: Path, algorithms: Sequence[str] = ("sha256",), *, progress: bool = False,
+                fresh: bool = False) -> dict[str, str]:
+        """The file's digests: remembered while its size and modification time are unchanged, or
+        (``fresh``) read again. A fresh read that differs from what was remembered for the same
+        size and time means the file was corrupted in place: :class:`ChecksumError`, and the file
+        stays refused (even by later remembered checks) until it is replaced."""
         file = Path(file)
         st = file.stat()
         key = str(file.resolve())
         entry = self._data.get(key)
-        if not entry or entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns:
+        same = bool(entry) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
+        reread = fresh and same and key not in self._read_now  # (a file hashed by this instance is fresh)
+        if same and entry.get("changed_to") and not reread:
+            raise ChecksumError(self._changed(file, entry))
+        if reread:
+            self._read_now.add(key)
+            wanted = sorted(set(algorithms) | {a for a in ("sha256", "md5") if a in entry})
+            actual = file_digests(file, wanted, progress=progress)
+            if any(entry.get(a) not in (None, actual[a]) for a in wanted):
+                entry["changed_to"] = actual["sha256"]
+                self._dirty = True
+                raise ChecksumError(self._changed(file, entry))
+            if entry.pop("changed_to", None):  # put back as it was: fine again
+                self._dirty = True
+            if any(a not in entry for a in wanted):
+                entry.update(actual)
+                self._dirty = True
+            return {a: actual[a] for a in algorithms}
+        if not same:
             entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
         missing = [a for a in algorithms if a not in entry]
         if missing:
             entry.update(file_digests(file, missing, progress=progress))
             self._data[key] = entry
             self._dirty = True
+            self._read_now.add(key)
         return {a: entry[a] for a in algorithms}
+
+    @staticmethod
+    def _changed(file: Path, entry: dict[str, Any]) -> str:
+        return (f"{file} changed on disk with its size and modification time unchanged (SHA-256 {entry.get('sha256', 'unknown')} "
+                f"when it was verified, {entry['changed_to']} now): it is corrupt")
 
     def sha256(self, file: Path, *, progress: bool = False) -> str:
         return self.digests(file, ("sha256",), progress=progress)["sha256"]
 
     def verify(self, file: Path, *, sha256: str | None = None, md5: str | None = None,
-               progress: bool = False) -> str:
+               progress: bool = False, fresh: bool = False) -> str:
         """The file's SHA-256, after checking it against the pinned ``sha256`` / ``md5``; raises
-        :class:`ChecksumError` naming the file and both values."""
+        :class:`ChecksumError` naming the file and both values. ``fresh``: read it again instead
+        of trusting the digest remembered for its size and modification time."""
         algorithms = ["sha256"] + (["md5"] if md5 else [])
-        actual = self.digests(file, algorithms, progress=progress)
+        actual = self.digests(file, algorithms, progress=progress, fresh=fresh)
         if sha256 and not actual["sha256"].startswith(sha256.lower()):
             raise ChecksumError(f"{file} has SHA-256 {actual['sha256']}; expected {sha256}")
         if md5 and actual["md5"] != md5.lower():

@@ -408,6 +408,7 @@ def test_chairs_tar_install_views_and_lookup(tmp_path, monkeypatch):
         info.size = 3
         tf.addfile(info, io.BytesIO(b"abc"))
     monkeypatch.setattr(chairs, "URL", tar_path.as_uri())
+    monkeypatch.setattr(chairs, "N_RENDERS", 12)  # the completeness check, scaled to this tiny tar
     monkeypatch.delenv("DISENTBENCH_OFFLINE")
     root = tmp_path / "data"
     ds = chairs.Chairs(chairs.ChairsConfig(resolution=10, crop=20, n_test_models=1))
@@ -491,6 +492,7 @@ def test_kth_videos_frames_and_ten_percent_held_out(tmp_path, monkeypatch):
                 writer.release()
                 zf.write(video, video.name)
     monkeypatch.setattr(kth, "BASE_URL", zips.as_uri() + "/")
+    monkeypatch.setattr(kth, "MIN_VIDEOS", 2)  # the completeness check, scaled to these tiny zips
     monkeypatch.delenv("DISENTBENCH_OFFLINE")
     root = tmp_path / "data"
     data = kth.KTH(kth.KTHConfig(resolution=16)).load(root, tmp_path / "c", progress=False)

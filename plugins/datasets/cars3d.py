@@ -14,7 +14,6 @@ degrees. Every file is checked against the SHA-256 manifest ``cars3d_manifest.js
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from disentbench.datacache import ArrayWriter, resize_images
-from disentbench.download import Resource, safe_extract
+from disentbench.download import Resource, extracted
 from disentbench_plugins.datasets.common import (
     DOWNLOADS,
     DataMissing,
@@ -57,18 +56,17 @@ def manifest() -> dict[str, dict[str, str]]:
 
 def install_analogy_archive(root: Path, archive: Path, want: str) -> None:
     """Extract ``data/cars/`` → ``<root>/cars3d/`` and ``data/sprites/`` → ``<root>/sprites/``
-    from Reed et al.'s archive (only those members; the guard refuses escaping paths). The folder
-    of the dataset asking (``want``) replaces an incomplete one; the other is added if absent."""
+    from Reed et al.'s archive (only those members; the guard refuses escaping paths), through a
+    fresh staging folder. The folder of the dataset asking (``want``) gets the files it lacks (an
+    existing one is completed, never replaced: nothing there is deleted or overwritten); the other
+    is added only if absent."""
     root = Path(root)
-    tmp = root / ".nips2015-analogy-data"
-    safe_extract(archive, tmp, members=lambda name: name.lstrip("./").startswith(("data/cars/", "data/sprites/")))
-    try:
+    wanted = lambda name: name.lstrip("./").startswith(("data/cars/", "data/sprites/"))  # noqa: E731
+    with extracted(archive, root / ".nips2015-analogy-data", members=wanted) as tmp:
         for inner, final in (("cars", "cars3d"), ("sprites", "sprites")):
             src = tmp / "data" / inner
             if src.is_dir() and (final == want or not (root / final).exists()):
                 move_into_place(src, root / final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass
@@ -144,15 +142,16 @@ class Cars3D(FileDataset):
         yaw = pitch = None
         with progress_bar(len(order) * n_views, "cars3d: preprocessing", progress) as bar:
             for k, model in enumerate(order):
-                mat = loadmat(sources.files[f"{model}.mat"], variable_names=["im", "YAW_LIST", "PITCH_LIST"])
-                im = mat["im"]
-                if im.ndim != 5 or im.shape[2:] != (3, N_AZIMUTHS, N_ELEVATIONS) or im.dtype != np.uint8:
-                    raise ValueError(f"{sources.files[f'{model}.mat']}: 'im' has {im.dtype} {im.shape}; expected "
-                                     f"uint8 (H, W, 3, {N_AZIMUTHS}, {N_ELEVATIONS})")
+                with self.reading(sources.files[f"{model}.mat"]):
+                    mat = loadmat(sources.files[f"{model}.mat"], variable_names=["im", "YAW_LIST", "PITCH_LIST"])
+                    im = mat["im"]
+                    if im.ndim != 5 or im.shape[2:] != (3, N_AZIMUTHS, N_ELEVATIONS) or im.dtype != np.uint8:
+                        raise ValueError(f"'im' has {im.dtype} {im.shape}; expected uint8 (H, W, 3, {N_AZIMUTHS}, "
+                                         f"{N_ELEVATIONS})")
+                    if yaw is None:
+                        yaw, pitch = mat["YAW_LIST"].ravel().tolist(), mat["PITCH_LIST"].ravel().tolist()
                 views = im.transpose(3, 4, 0, 1, 2).reshape(n_views, *im.shape[:3])  # azimuth-major
                 images[k * n_views : (k + 1) * n_views] = resize_images(views, c.resolution)
-                if yaw is None:
-                    yaw, pitch = mat["YAW_LIST"].ravel().tolist(), mat["PITCH_LIST"].ravel().tolist()
                 bar.update(n_views)
         images.flush()
         writer.save("classes", np.repeat([class_of[m] for m in order], n_views).astype(np.int64))

@@ -135,9 +135,11 @@ class CelebA(FileDataset):
             marks = np.full((len(order), 5, 2), np.nan, dtype=np.float32)
             with progress_bar(len(order), "celeba: preprocessing", progress) as bar:
                 for k, name in enumerate(order):
-                    source = archive.open(members[name]) if archive is not None else sources.files[members[name]]
-                    with Image.open(source) as im:
-                        pixels = np.asarray(im.convert("RGB"))
+                    where = f"{zip_path}:{members[name]}" if archive is not None else sources.files[members[name]]
+                    with self.reading(where):
+                        source = archive.open(members[name]) if archive is not None else sources.files[members[name]]
+                        with Image.open(source) as im:
+                            pixels = np.asarray(im.convert("RGB"))
                     h, w = pixels.shape[:2]
                     crop_h, crop_w = min(c.crop, h), min(c.crop, w)
                     top, left = (h - crop_h) // 2, (w - crop_w) // 2

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from disentbench.datacache import ArrayWriter, center_crop, resize_images
-from disentbench.download import Resource, safe_extract
+from disentbench.download import ArchiveContents, Resource, safe_extract
 from disentbench_plugins.datasets.common import (
     DOWNLOADS,
     DataMissing,
@@ -34,6 +34,9 @@ from disentbench_plugins.datasets.common import (
 
 URL = "https://www.di.ens.fr/willow/research/seeing3Dchairs/data/rendered_chairs.tar"
 VIEW_RE = re.compile(r"_p(\d+)_t(\d+)_")
+# No checksum is published: a download counts as complete only if it holds every render
+# (1393 models × 62 views), so a transfer cut at a member boundary is never installed.
+N_RENDERS = 1393 * 62
 
 
 @dataclass
@@ -62,7 +65,8 @@ class Chairs(FileDataset):
                 f"held out for test (hash order, split_seed={self.config.split_seed})")
 
     def downloads(self) -> list[Resource]:
-        return [Resource(f"{DOWNLOADS}/rendered_chairs.tar", url=URL)]
+        return [Resource(f"{DOWNLOADS}/rendered_chairs.tar", url=URL,
+                         contents=ArchiveContents(at_least={"rendered_chairs/*/renders/*.png": N_RENDERS}))]
 
     def install(self, root: Path, files: list[Path], progress: bool) -> None:
         safe_extract(files[0], Path(root) / "chairs")
@@ -114,7 +118,7 @@ class Chairs(FileDataset):
             for m in order:
                 batch = []
                 for rel in by_model[m]:
-                    with Image.open(sources.files[rel]) as im:
+                    with self.reading(sources.files[rel]), Image.open(sources.files[rel]) as im:
                         pixels = np.asarray(im.convert("RGB"))
                     batch.append(center_crop(pixels, c.crop) if c.crop else pixels)
                 shapes = {b.shape for b in batch}

@@ -12,18 +12,26 @@ Each split is one contiguous range of the cached arrays, so loading is a handful
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from disentbench.contracts import DataBundle, Split, Unavailable
 from disentbench.datacache import ArrayCache, ArrayWriter, CachedArrays, HashStamps, cache_key
-from disentbench.download import ChecksumError, Resource, verify
+from disentbench.download import (
+    ChecksumError,
+    CorruptFileError,
+    Resource,
+    check_archive,
+    is_archive_name,
+    publish_tree,
+    verify,
+)
 
 DOWNLOADS = "downloads"  # archives go to <data root>/downloads/
 
@@ -108,6 +116,22 @@ class FileDataset:
         """How to get the files by hand; part of every "missing" error."""
         return ""
 
+    @contextlib.contextmanager
+    def reading(self, path: Path | str) -> Iterator[None]:
+        """Wrap the decoding of one source file: any failure becomes one line naming the file and
+        what to do (``cannot read <path>: <why>; ... delete it and fetch it again``)."""
+        try:
+            yield
+        except (Unavailable, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001  (whatever the decoder raises, the user needs the file's name)
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            why = why.removeprefix(f"{path}: ").removeprefix(f"{path} ")
+            how = (f"delete it and run `disentbench data fetch {self.name}`" if self.downloads()
+                   else "replace it with a good copy (`disentbench data info " + self.name + "` says where it comes from)")
+            raise CorruptFileError(f"dataset {self.name!r}: cannot read {path}: {type(exc).__name__}: {why}. "
+                                   f"The file is corrupt or truncated: {how}") from exc
+
     def protocol(self) -> str:
         """One line describing the split protocol (shown by ``data info`` before any load)."""
         return ""
@@ -126,7 +150,7 @@ class FileDataset:
         root = Path(root)
         sources = self._sources(root, progress=progress, download=True)
         stamps = self._stamps_for(root)
-        self.verify(sources, stamps, progress=progress)
+        self.verify(sources, stamps, progress=progress, rehash=True)  # never trust a remembered hash here
         stamps.save()
         return sources.folder
 
@@ -136,8 +160,8 @@ class FileDataset:
         stamps = HashStamps(Path(cache_dir) / f"{self.name}.hashes.json")
         sources = self._sources(root, progress=progress, download=True)
         cache = self._cache(sources, stamps, Path(cache_dir), progress)
-        if not cache.exists():
-            checksums = self.verify(sources, stamps, progress=progress)
+        if not cache.exists():  # a cache is built only from files hashed for this build
+            checksums = self.verify(sources, stamps, progress=progress, rehash=True)
             with cache.build() as writer:
                 layout = self.build(sources, writer, progress)
                 writer.meta = {
@@ -151,8 +175,9 @@ class FileDataset:
         stamps.save()
         return self.bundle(cache.load(), sources)
 
-    def describe(self, root: Path, cache_dir: Path) -> dict[str, Any]:
-        """Where the files are, their size, checksum state, the cache and the splits."""
+    def describe(self, root: Path, cache_dir: Path, *, verify: bool = False) -> dict[str, Any]:
+        """Where the files are, their size, checksum state, the cache and the splits. Checksums are
+        those remembered by size and modification time unless ``verify`` (re-hash every file)."""
         root = Path(root)
         out: dict[str, Any] = {"homepage": self.homepage, "folder": str(self.folder(root)),
                                "protocol": self.protocol()}
@@ -168,7 +193,9 @@ class FileDataset:
         out.update(found=True, folder=str(sources.folder), layout=sources.layout, files=len(sources.files),
                    size=_human(sources.total_bytes))
         try:
-            out["checksums"] = self.verify(sources, stamps, progress=False)["state"]
+            out["checksums"] = self.verify(sources, stamps, progress=False, rehash=verify)["state"]
+            out["checked"] = ("every file re-hashed now" if verify else "hashes remembered by file size and "
+                              "modification time; `data info --verify` re-hashes every file")
         except ChecksumError as exc:
             out["checksums"] = f"CORRUPT: {exc}"
             stamps.save()
@@ -212,9 +239,12 @@ class FileDataset:
             info["source_folder"] = str(sources.folder)
         return DataBundle(name=self.name, splits=splits, info=info)
 
-    def verify(self, sources: Sources, stamps: HashStamps, *, progress: bool = False) -> dict[str, Any]:
-        """Check every pinned file (hashing each once; later calls only stat it). Raises
-        :class:`ChecksumError` naming the file and what to do; returns the checksum state."""
+    def verify(self, sources: Sources, stamps: HashStamps, *, progress: bool = False,
+               rehash: bool = False) -> dict[str, Any]:
+        """Check every pinned file (hashing each once; later calls only stat it, unless ``rehash``:
+        then every file is read again, which catches a file corrupted with its size and modification
+        time unchanged). Raises :class:`ChecksumError` naming the file and what to do; returns the
+        checksum state."""
         pinned = unpinned = fingerprinted = 0
         digests: dict[str, str] = {}
         items = [(rel, path) for rel, path in sources.files.items()
@@ -226,7 +256,7 @@ class FileDataset:
             pin = sources.pins.get(rel, {})
             try:
                 digests[rel] = stamps.verify(path, sha256=pin.get("sha256"), md5=pin.get("md5"),
-                                             progress=progress and len(items) == 1)
+                                             progress=progress and len(items) == 1, fresh=rehash)
             except ChecksumError as exc:
                 bad.append(str(exc))
             pinned += bool(pin)
@@ -236,7 +266,7 @@ class FileDataset:
             manual = self.manual(sources.folder.parent)
             listing = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise ChecksumError(
-                f"dataset {self.name!r}: {len(bad)} file(s) do not match their pinned checksums: {listing}. "
+                f"dataset {self.name!r}: {len(bad)} file(s) do not match their pinned or recorded checksums: {listing}. "
                 f"Corrupt or incomplete files are never used: delete them and run `disentbench data fetch "
                 f"{self.name}`" + (f"; {manual}" if manual else "")
             )
@@ -289,8 +319,17 @@ class FileDataset:
                             f"dataset {self.name!r}: {exc}. The archive is corrupt or incomplete and will not be "
                             f"used: delete it and run `disentbench data fetch {self.name}`"
                         ) from None
+                if not resource.pinned and (resource.contents is not None or is_archive_name(path)):
+                    try:  # nothing vouches for it: it must read to its end and hold what is expected
+                        check_archive(path, resource.contents)
+                    except CorruptFileError as exc:
+                        raise CorruptFileError(f"dataset {self.name!r}: {exc} (`disentbench data fetch "
+                                               f"{self.name}`)") from None
                 files.append(path)
-            self.install(root, files, progress)
+            try:
+                self.install(root, files, progress)
+            except CorruptFileError as exc:
+                raise CorruptFileError(f"dataset {self.name!r}: {exc} (`disentbench data fetch {self.name}`)") from None
             return self.locate(root)
 
     def _cache(self, sources: Sources, stamps: HashStamps, cache_dir: Path, progress: bool) -> ArrayCache:
@@ -336,11 +375,10 @@ def _human(n: int) -> str:
 
 
 def move_into_place(src: Path, dest: Path) -> None:
-    """Rename an extracted folder to its final name (replacing an incomplete earlier one)."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    src.rename(dest)
+    """Move an extracted folder to its final place without deleting or overwriting anything there
+    (:func:`disentbench.download.publish_tree`): renamed where nothing is, else merged, adding only
+    the files that are missing; files that differ raise ``InstallConflict`` naming them."""
+    publish_tree(src, dest)
 
 
 def held_out(names: Sequence[str], n: int, seed: int, salt: str) -> set[str]:

@@ -125,9 +125,11 @@ class DeepFashion(FileDataset):
             with progress_bar(len(ordered), "deepfashion: preprocessing", progress) as bar:
                 for k, (img, _, _) in enumerate(ordered):
                     member = members[img.split("img/", 1)[-1]]
-                    source = archive.open(member) if archive is not None else sources.files[member]
-                    with Image.open(source) as im:
-                        pixels = np.asarray(im.convert("RGB"))
+                    where = f"{sources.files[ZIP]}:{member}" if archive is not None else sources.files[member]
+                    with self.reading(where):
+                        source = archive.open(member) if archive is not None else sources.files[member]
+                        with Image.open(source) as im:
+                            pixels = np.asarray(im.convert("RGB"))
                     if c.fit == "pad":
                         pixels = pad_to_square(pixels, value=255)  # the photos have white backgrounds
                     images[k] = resize_images(pixels[None], c.resolution)[0]

@@ -108,9 +108,11 @@ class Market1501(FileDataset):
             images = writer.allocate("images", (len(ordered), c.resolution, c.resolution, 3))
             with progress_bar(len(ordered), "market1501: preprocessing", progress) as bar:
                 for k, (name, _) in enumerate(ordered):
-                    source = archive.open(name) if archive is not None else sources.files[name]
-                    with Image.open(source) as im:
-                        pixels = np.asarray(im.convert("RGB"))
+                    where = f"{sources.files[ZIP]}:{name}" if archive is not None else sources.files[name]
+                    with self.reading(where):
+                        source = archive.open(name) if archive is not None else sources.files[name]
+                        with Image.open(source) as im:
+                            pixels = np.asarray(im.convert("RGB"))
                     if c.fit == "pad":
                         pixels = pad_to_square(pixels)
                     images[k] = resize_images(pixels[None], c.resolution)[0]

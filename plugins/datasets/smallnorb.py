@@ -153,7 +153,11 @@ class SmallNorb(FileDataset):
             stem = f"{PARTS[part]}-{kind}.mat"
             return sources.files.get(stem + ".gz") or sources.files[stem]
 
-        dat, cat, info = (read_norb_matrix(find(kind)) for kind in KINDS)
+        def read(kind: str) -> np.ndarray:
+            with self.reading(find(kind)):
+                return read_norb_matrix(find(kind))
+
+        dat, cat, info = (read(kind) for kind in KINDS)
         n = len(dat)
         if dat.ndim != 4 or dat.shape[1] != 2 or cat.shape[0] != n or info.shape != (n, 4):
             raise ValueError(f"smallNORB {part} files disagree: dat {dat.shape}, cat {cat.shape}, info {info.shape}")

@@ -108,19 +108,22 @@ class Sprites(FileDataset):
 
         c = self.config
         numbers: list[int] = sources.extra["characters"]
-        split_file = loadmat(sources.files["sprites_splits.mat"])
-        if "trainidx" not in split_file:
-            raise ValueError(f"{sources.files['sprites_splits.mat']} has no 'trainidx'")
+        with self.reading(sources.files["sprites_splits.mat"]):
+            split_file = loadmat(sources.files["sprites_splits.mat"])
+            if "trainidx" not in split_file:
+                raise ValueError("it has no 'trainidx'")
         train_numbers = {int(i) for i in np.asarray(split_file["trainidx"]).ravel()}
         used = numbers[::2] if c.every_other_character else numbers
         order = [n for n in used if n in train_numbers] + [n for n in used if n not in train_numbers]
         n_train_chars = sum(n in train_numbers for n in used)
-        first, animation = read_character(sources.files[f"sprites_{order[0]}.mat"])
+        with self.reading(sources.files[f"sprites_{order[0]}.mat"]):
+            first, animation = read_character(sources.files[f"sprites_{order[0]}.mat"])
         n_frames = len(first)
         images = writer.allocate("images", (len(order) * n_frames, c.resolution, c.resolution, 3))
         with progress_bar(len(order) * n_frames, "sprites: preprocessing", progress) as bar:
             for k, number in enumerate(order):
-                frames, anim = (first, animation) if k == 0 else read_character(sources.files[f"sprites_{number}.mat"])
+                with self.reading(sources.files[f"sprites_{number}.mat"]):
+                    frames, anim = (first, animation) if k == 0 else read_character(sources.files[f"sprites_{number}.mat"])
                 if len(frames) != n_frames or not np.array_equal(anim, animation):
                     raise ValueError(f"sprites_{number}.mat has {len(frames)} frames; sprites_{order[0]}.mat has "
                                      f"{n_frames}: frame indices would not name the same pose")

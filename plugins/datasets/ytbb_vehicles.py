@@ -112,7 +112,7 @@ class YTBBVehicles(FileDataset):
         images = writer.allocate("images", (len(ordered), c.resolution, c.resolution, 3))
         with progress_bar(len(ordered), "ytbb-vehicles: preprocessing", progress) as bar:
             for k, (_, _, rel) in enumerate(ordered):
-                with Image.open(sources.files[rel]) as im:
+                with self.reading(sources.files[rel]), Image.open(sources.files[rel]) as im:
                     pixels = np.asarray(im.convert("RGB"))
                 images[k] = resize_images(pixels[None], c.resolution)[0]
                 bar.update()
