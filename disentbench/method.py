@@ -62,5 +62,8 @@ class BaseMethod(nn.Module):
         os.replace(tmp, path)
 
     def load(self, path: Path) -> None:
-        state = torch.load(Path(path), map_location=self.device, weights_only=True)
+        from disentbench.weights import torch_load_safely  # one clean line naming the file on failure
+
+        state = torch_load_safely(Path(path), map_location=self.device, what="trained state",
+                                  fix="delete it and run again to retrain")
         self.load_state_dict(state)

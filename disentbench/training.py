@@ -286,7 +286,10 @@ class Trainer:
     def _load(self) -> dict[str, Any] | None:
         if self.checkpoint is None or not self.checkpoint.exists():
             return None
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        from disentbench.weights import torch_load_safely  # one clean line naming the file on failure
+
+        return torch_load_safely(self.checkpoint, what="training checkpoint",
+                                 fix="delete it and run again (training restarts from the beginning)")
 
     # -- the loop ---------------------------------------------------------------------------
     def _prepare(self) -> nn.Module:

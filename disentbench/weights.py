@@ -1,6 +1,8 @@
 """Pretrained weight files: registered by plugins, verified before use, loaded safely."""
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +20,68 @@ class WeightsUnavailable(Unavailable):
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pth.tar", ".ckpt")
 
 
-def load_checkpoint(path: Path) -> Any:
-    """``torch.load(weights_only=True)``: tensors and plain containers, never arbitrary pickled code.
-    Checkpoints that also hold NumPy scalars (torchreid's model zoo stores its rank-1 accuracy as one)
-    are allowed those NumPy types and nothing else."""
-    import numpy as np
+class CheckpointError(pickle.UnpicklingError, RuntimeError):
+    """A checkpoint or weight file that does not load safely (``weights_only=True``): truncated,
+    empty, not a checkpoint, or holding pickled code. One line naming the file and what to do;
+    an UnpicklingError and a RuntimeError, like what ``torch.load`` raises for such files."""
+
+
+def _load_failure(path: Path, exc: BaseException) -> str:
+    """Why ``path`` does not load, in a clause, from what ``torch.load`` raised (torch's own text
+    suggests loading untrusted files with ``weights_only=False``; it is never repeated)."""
+    text = str(exc)
+    if isinstance(exc, EOFError) or (path.exists() and path.stat().st_size == 0):
+        return "the file is empty or ends early (truncated)"
+    if "central directory" in text or "PytorchStreamReader" in text or "zip archive" in text:
+        return "it is not a complete PyTorch checkpoint (truncated or corrupt)"
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it holds pickled code or objects ({found.group(1)}), which a safe load refuses: only "
+                "tensors and plain containers are loaded")
+    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
+        try:
+            head = path.read_bytes()[:16]
+        except OSError:
+            head = b""
+        return f"it is not a PyTorch checkpoint of tensors (it starts with {head!r})"
+    return f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}".rstrip(": ")
+
+
+def torch_load_safely(path: Path, *, map_location: Any = "cpu", what: str = "checkpoint",
+                      fix: str = "delete it and fetch it again", allow: list[Any] | None = None) -> Any:
+    """``torch.load(path, weights_only=True)``; any failure to load becomes a one-line
+    :class:`CheckpointError`: ``cannot load <what> <path>: <why>; <fix>``. ``allow``: extra safe
+    globals (``torch.serialization.safe_globals``). A missing file raises FileNotFoundError."""
     import torch
 
+    path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001  (retry once with the NumPy scalar types allowed)
+        if allow:
+            with torch.serialization.safe_globals(allow):
+                return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001  (whatever torch raises, the user gets one clean line)
+        raise CheckpointError(f"cannot load {what} {path}: {_load_failure(path, exc)}; {fix}") from None
+
+
+def load_checkpoint(path: Path, *, fix: str = "delete it and fetch it again") -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers, never arbitrary pickled code.
+    Checkpoints that also hold NumPy scalars (torchreid's model zoo stores its rank-1 accuracy as one)
+    are allowed those NumPy types and nothing else. A file that does not load raises
+    :class:`CheckpointError` naming it (never suggesting an unsafe load)."""
+    import numpy as np
+
+    try:
+        return torch_load_safely(path, what="weights", fix=fix)
+    except CheckpointError:  # retry once with the NumPy scalar types allowed
         core = np._core if hasattr(np, "_core") else np.core  # NumPy 2 renamed numpy.core
         allowed = [core.multiarray.scalar, np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32)),
                    type(np.dtype(np.int64))]
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return torch_load_safely(path, what="weights", fix=fix, allow=allowed)
 
 
 def resource(spec: WeightSpec) -> Resource:
@@ -75,17 +124,18 @@ class WeightStore:
         path = self.path(name, download=True, progress=progress)
         if not self.registry.get(name).sha256 and path.name.endswith(CHECKPOINT_SUFFIXES):
             try:
-                load_checkpoint(path)
+                load_checkpoint(path, fix="it was deleted")
             except Exception as exc:  # noqa: BLE001
                 path.unlink(missing_ok=True)
                 raise WeightsUnavailable(
-                    f"the file fetched for {name!r} is not a PyTorch checkpoint that loads safely ({exc}); it was "
-                    f"deleted. {self.registry.get(name).instructions}".strip()) from None
+                    f"the file fetched for {name!r} is not a PyTorch checkpoint that loads safely ({exc}). "
+                    f"{self.registry.get(name).instructions}".strip()) from None
         return path
 
     def load_state_dict(self, name: str, *, download: bool = False) -> dict[str, Any]:
         """:func:`load_checkpoint` (``weights_only=True``) on the verified file."""
-        return load_checkpoint(self.path(name, download=download))
+        return load_checkpoint(self.path(name, download=download),
+                               fix=f"delete it and run `disentbench weights fetch {name}`")
 
 
 def default_store() -> WeightStore:
