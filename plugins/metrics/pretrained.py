@@ -28,12 +28,9 @@ def safe_load(path: Path) -> Any:
     from disentbench.weights import load_checkpoint
 
     try:
-        return load_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001
-        raise MetricUnavailable(
-            f"{path} is not a PyTorch checkpoint that loads safely (weights_only=True): {exc}. "
-            "Delete it and fetch it again (`disentbench weights fetch NAME`)."
-        ) from None
+        return load_checkpoint(path, fix="delete it and fetch it again (`disentbench weights fetch NAME`)")
+    except Exception as exc:  # noqa: BLE001  (CheckpointError: one line naming the file)
+        raise MetricUnavailable(f"not a PyTorch checkpoint that loads safely: {exc}") from None
 
 
 def check_dataset(ctx: Any, metric: str, datasets: Iterable[str], what: str) -> None:
