@@ -28,6 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from disentbench.runner import plan
     from disentbench.store import read_records
 
+    _refuse_out_in_data_root(args)
     regs = _registries()
     suite = None
     if args.suite or not (args.methods or args.datasets):
@@ -102,6 +103,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = leaderboard.write(read_records([Path(args.out)]), Path(args.leaderboard))
         print(f"disentbench: leaderboard written to {path}")
     return 1 if failed else 0
+
+
+def _refuse_out_in_data_root(args: argparse.Namespace) -> None:
+    """The run store must not live in the data root: installing a dataset writes `<root>/<name>/`,
+    the very place of `<out>/<dataset>/` run directories when the two coincide."""
+    from disentbench import config as cfg
+    from disentbench.paths import data_root
+
+    out, root = Path(args.out).expanduser().resolve(), data_root(args.data_dir).resolve()
+    if out == root or out.is_relative_to(root):
+        raise cfg.ConfigError(f"--out {args.out} is inside the data root {root} (--data-dir, $DISENTBENCH_DATA): "
+                              "dataset installs write there; choose an --out outside it")
 
 
 def _paper_plan(args: argparse.Namespace, regs, suite):
@@ -344,7 +357,10 @@ def cmd_data(args: argparse.Namespace) -> int:
             describe = getattr(dataset, "describe", None)
             try:
                 if describe is not None:
-                    info = describe(root, cache_root() / "datasets")
+                    import inspect  # --verify: re-hash every file (datasets whose describe() can)
+
+                    rehash = {"verify": True} if args.verify and "verify" in inspect.signature(describe).parameters else {}
+                    info = describe(root, cache_root() / "datasets", **rehash)
                 elif args.names == ["all"]:  # loading may mean generating: only when asked by name
                     info = {"note": f"no files to describe; `disentbench data info {name}` loads it to show its splits"}
                 else:
@@ -466,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--set", action="append", metavar="NAME.FIELD=VALUE",
                       help="dataset options, e.g. cars3d.resolution=32 (info then describes that cache)")
     data.add_argument("--json", action="store_true", help="info as JSON")
+    data.add_argument("--verify", action="store_true",
+                      help="info: re-hash every file instead of trusting the checksums remembered by size and time")
     data.add_argument("--quiet", action="store_true")
     data.set_defaults(func=cmd_data)
 
