@@ -194,8 +194,8 @@ class FileDataset:
                    size=_human(sources.total_bytes))
         try:
             out["checksums"] = self.verify(sources, stamps, progress=False, rehash=verify)["state"]
-            out["checked"] = ("every file re-hashed now" if verify else "hashes remembered by file size and "
-                              "modification time; `data info --verify` re-hashes every file")
+            out["checked"] = ("every file re-hashed now" if verify else "a remembered hash is trusted while the "
+                              "file's size and modification time are unchanged; `data info --verify` re-hashes")
         except ChecksumError as exc:
             out["checksums"] = f"CORRUPT: {exc}"
             stamps.save()
