@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
 import gzip
 import hashlib
 import http.client
@@ -436,17 +437,13 @@ def _staging_dir(near: Path) -> Path:
     near = Path(near)
     near.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{near.name}.partial-"
-    for stale in near.parent.glob(f"{glob_escape(prefix)}*"):
-        host_pid = stale.name[len(prefix):].rsplit("-", 2)
-        if len(host_pid) == 3 and stale.is_dir() and not _host_pid_alive(host_pid[0], host_pid[1]):
+    for stale in near.parent.glob(f"{glob.escape(prefix)}*"):
+        ours = re.fullmatch(r"(.+)-(\d+)-[0-9a-f]{8}", stale.name[len(prefix):])
+        if ours and stale.is_dir() and not stale.is_symlink() and not _host_pid_alive(ours[1], ours[2]):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = near.parent / f"{prefix}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     return tmp
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 @contextlib.contextmanager

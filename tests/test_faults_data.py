@@ -139,6 +139,25 @@ def test_safe_extract_into_a_folder_with_a_run_store_keeps_it(tmp_path):
     assert len(list(dest.glob("rendered_chairs/*/renders/*.png"))) == 2
 
 
+def test_only_staging_folders_of_dead_extractions_on_this_host_are_cleaned_up(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    host = socket.gethostname()
+    data = tmp_path / "data"
+    kept = {f".chairs.partial-{host}-{os.getpid()}-0123abcd",  # a live extraction (this process)
+            f".chairs.partial-elsewhere-{dead}-0123abcd",  # another machine's, on a shared root
+            ".chairs.partial-mine"}  # not a name an extraction makes
+    for name in kept | {f".chairs.partial-{host}-{dead}-0123abcd"}:
+        (data / name).mkdir(parents=True)
+        (data / name / "file").write_text("x")
+    safe_extract(chairs_tar(tmp_path / "rendered_chairs.tar", n_models=1, views=1), data / "chairs")
+    assert {p.name for p in data.iterdir()} == kept | {"chairs"}
+
+
 def test_run_refuses_an_out_inside_the_data_root(tmp_path, capsys):
     root = tmp_path / "data"
     for out in (root, root / "runs"):

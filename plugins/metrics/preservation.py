@@ -198,7 +198,9 @@ def trained_evaluator(ctx: Any, kind: str, build: Callable[[], nn.Module], optio
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock"):
             if path.exists():
-                saved = torch.load(path, map_location="cpu", weights_only=True)
+                from disentbench.weights import torch_load_safely  # one clean line naming the file on failure
+
+                saved = torch_load_safely(path, what="cached evaluator", fix="delete it; the next run trains it again")
                 model.load_state_dict(saved["state"])
                 return model.to(ctx.device).eval(), dict(saved["summary"], cached=True)
             return train_it(model)
