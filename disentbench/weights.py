@@ -32,7 +32,7 @@ def _load_failure(path: Path, exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, EOFError) or (path.exists() and path.stat().st_size == 0):
         return "the file is empty or ends early (truncated)"
-    if "central directory" in text or "PytorchStreamReader" in text or "zip archive" in text:
+    if any(s in text for s in ("central directory", "PytorchStreamReader", "zip archive", "inline_container")):
         return "it is not a complete PyTorch checkpoint (truncated or corrupt)"
     found = re.search(r"GLOBAL ([\w.]+)", text)
     if found:
@@ -44,7 +44,8 @@ def _load_failure(path: Path, exc: BaseException) -> str:
         except OSError:
             head = b""
         return f"it is not a PyTorch checkpoint of tensors (it starts with {head!r})"
-    return f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}".rstrip(": ")
+    detail = f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}".rstrip(": ")
+    return f"it is corrupt ({detail})"
 
 
 def torch_load_safely(path: Path, *, map_location: Any = "cpu", what: str = "checkpoint",
@@ -60,12 +61,22 @@ def torch_load_safely(path: Path, *, map_location: Any = "cpu", what: str = "che
             with torch.serialization.safe_globals(allow):
                 return torch.load(path, map_location=map_location, weights_only=True)
         return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, MemoryError):
         raise
-    except (MemoryError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001  (whatever torch raises, the user gets one clean line)
+    except Exception as exc:  # noqa: BLE001  (whatever the file's bytes make torch raise: one clean line)
+        if _not_the_file(exc):  # out of device memory, no such device: never say to delete the file
+            raise
         raise CheckpointError(f"cannot load {what} {path}: {_load_failure(path, exc)}; {fix}") from None
+
+
+def _not_the_file(exc: BaseException) -> bool:
+    """Whether what ``torch.load`` raised is about the device or memory rather than the file's bytes."""
+    import torch
+
+    if isinstance(exc, (getattr(torch, "OutOfMemoryError", MemoryError), PermissionError, IsADirectoryError)):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in ("out of memory", "cuda", "device", "mps backend"))
 
 
 def load_checkpoint(path: Path, *, fix: str = "delete it and fetch it again") -> Any:

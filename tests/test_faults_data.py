@@ -382,6 +382,14 @@ def _damaged_checkpoints(tmp_path: Path) -> dict[str, Path]:
     torch.save({"w": _Payload(tmp_path / "pwned")}, out["malicious"])
     out["plain-pickle"] = tmp_path / "plain.pkl"
     out["plain-pickle"].write_bytes(pickle.dumps({"w": _Payload(tmp_path / "pwned")}))
+    out["zip-not-torch"] = tmp_path / "other.pt"
+    with zipfile.ZipFile(out["zip-not-torch"], "w") as zf:
+        zf.writestr("x.txt", "hello")
+    raw = bytearray(good.read_bytes())
+    at = raw.find(b"data.pkl") + 60
+    raw[at : at + 30] = b"\xff" * 30  # damage inside the pickled structure
+    out["damaged-pickle"] = tmp_path / "damaged.pt"
+    out["damaged-pickle"].write_bytes(bytes(raw))
     return out
 
 
@@ -410,3 +418,17 @@ def test_a_damaged_trained_state_is_one_line_naming_it(tmp_path):
             method.load(paths[kind])
         assert "False" not in str(exc.value)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_device_error_while_loading_is_not_blamed_on_the_file(tmp_path, monkeypatch):
+    from disentbench.weights import torch_load_safely
+
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.ones(1)}, good)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):  # as raised: the file is fine, nobody is told to delete it
+        torch_load_safely(good)

@@ -124,13 +124,20 @@ class FileDataset:
             yield
         except (Unavailable, MemoryError):
             raise
+        except OSError as exc:
+            if exc.errno is not None:  # the disk or permissions, not the file's bytes: never say to delete it
+                raise
+            raise self._unreadable(path, exc) from exc
         except Exception as exc:  # noqa: BLE001  (whatever the decoder raises, the user needs the file's name)
-            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            why = why.removeprefix(f"{path}: ").removeprefix(f"{path} ")
-            how = (f"delete it and run `disentbench data fetch {self.name}`" if self.downloads()
-                   else "replace it with a good copy (`disentbench data info " + self.name + "` says where it comes from)")
-            raise CorruptFileError(f"dataset {self.name!r}: cannot read {path}: {type(exc).__name__}: {why}. "
-                                   f"The file is corrupt or truncated: {how}") from exc
+            raise self._unreadable(path, exc) from exc
+
+    def _unreadable(self, path: Path | str, exc: BaseException) -> CorruptFileError:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = why.removeprefix(f"{path}: ").removeprefix(f"{path} ")
+        how = (f"delete it and run `disentbench data fetch {self.name}`" if self.downloads()
+               else f"replace it with a good copy (`disentbench data info {self.name}` says where it comes from)")
+        return CorruptFileError(f"dataset {self.name!r}: cannot read {path}: {type(exc).__name__}: {why}. "
+                                f"The file is corrupt or truncated: {how}")
 
     def protocol(self) -> str:
         """One line describing the split protocol (shown by ``data info`` before any load)."""
