@@ -324,6 +324,29 @@ def test_a_cache_is_built_only_from_files_hashed_for_that_build(tmp_path, monkey
     assert len(list((tmp_path / "c").glob("cars3d-*"))) == 1
 
 
+@pytest.mark.parametrize("damage", ["truncated-array", "bad-meta"])
+def test_a_damaged_dataset_cache_is_moved_aside_and_rebuilt(tmp_path, monkeypatch, capsys, damage):
+    root = tmp_path / "data"
+    write_cars3d(root / "cars3d", n_models=3)
+    pins = manifest_of(root / "cars3d")
+    monkeypatch.setattr(cars3d, "manifest", lambda: pins)
+    ds = cars3d.Cars3D(cars3d.Cars3DConfig(resolution=8, n_test_models=1))
+    first = ds.load(root, tmp_path / "c", progress=False)
+    entry = next((tmp_path / "c").glob("cars3d-*"))
+    if damage == "truncated-array":
+        images = entry / "images.npy"
+        images.write_bytes(images.read_bytes()[:-100])
+    else:
+        (entry / "meta.json").write_text('{"arrays": ["images"')
+    again = ds.load(root, tmp_path / "c", progress=False)
+    assert np.array_equal(again.train.images, first.train.images)
+    err = capsys.readouterr().err
+    line = one_line(err)
+    assert f"dataset cache {entry} cannot be read" in line and "rebuilt" in line
+    kept = [p for p in (tmp_path / "c").iterdir() if ".damaged-" in p.name]
+    assert len(kept) == 1 and str(kept[0]) in line  # kept for inspection, not deleted
+
+
 # -- a loader that cannot decode a file names it ---------------------------------------------
 
 def test_cars3d_names_a_mat_file_it_cannot_decode(tmp_path, monkeypatch, capsys):

@@ -15,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, Sequence
@@ -167,7 +170,7 @@ class FileDataset:
         stamps = HashStamps(Path(cache_dir) / f"{self.name}.hashes.json")
         sources = self._sources(root, progress=progress, download=True)
         cache = self._cache(sources, stamps, Path(cache_dir), progress)
-        if not cache.exists():  # a cache is built only from files hashed for this build
+        if not self._usable(cache):  # a cache is built only from files hashed for this build
             checksums = self.verify(sources, stamps, progress=progress, rehash=True)
             with cache.build() as writer:
                 layout = self.build(sources, writer, progress)
@@ -209,7 +212,7 @@ class FileDataset:
             return out
         cache = self._cache(sources, stamps, Path(cache_dir), progress=False)
         stamps.save()
-        if cache.exists():
+        if self._usable(cache):
             cached = cache.load()
             out["cache"] = {"path": str(cache.path), "size": _human(cached.nbytes())}
             bundle = self.bundle(cached, sources)
@@ -289,6 +292,25 @@ class FileDataset:
         return {"state": state, "sha256": digests}
 
     # -- internals ------------------------------------------------------------------------
+    def _usable(self, cache: ArrayCache) -> bool:
+        """Whether the cache entry exists and reads back. A damaged one (truncated arrays, bad
+        ``meta.json``) is moved aside, kept for inspection with a warning naming it, and rebuilt."""
+        if not cache.exists():
+            return False
+        try:
+            self.bundle(cache.load())
+            return True
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            aside = cache.path.with_name(f"{cache.path.name}.damaged-{os.getpid()}-{int(time.time())}")
+            try:
+                os.rename(cache.path, aside)
+            except FileNotFoundError:  # another worker moved it first
+                return cache.exists()
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            print(f"disentbench: warning: dataset cache {cache.path} cannot be read ({type(exc).__name__}: {why}); "
+                  f"moved to {aside} and rebuilt from the source files", file=sys.stderr, flush=True)
+            return False
+
     def _stamps_for(self, root: Path) -> HashStamps:
         from disentbench.paths import cache_root
 
