@@ -17,6 +17,7 @@ TINY: dict[str, dict] = {
              "content_dim": 8, "epochs": 2, "encoder_epochs": 1, "batch_size": 16, "encoder_batch_size": 16},
     "eval": {"n_pairs": 40, "max_codes": 200, "grid_size": 3},
     "leakage": {"hidden": [32], "max_iter": 50},
+    "swap": {"channels": 8, "steps": 60, "min_judge_accuracy": 0.0},
 }
 
 

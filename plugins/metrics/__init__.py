@@ -103,6 +103,21 @@ METRICS: list[MetricSpec] = [
         requires=("package:lpips",),
     ),
     MetricSpec(
+        name="swap",
+        target="disentbench_plugins.metrics.swap:Swap",
+        description="Content transfers read by frozen judges (small classifiers trained here on real images, "
+                    "MSD-Benchmark's approach): content factors of the content image, class of the class image, "
+                    "copies of the class image's content; with chance, the real target (judges' ceiling) and the "
+                    "method's reconstructions (its image-quality ceiling) read by the same judges",
+        keys={"content_accuracy": "max", "class_accuracy": "max", "copy_rate": "min",
+              "chance_content": "info", "chance_class": "info", "chance_copy": "info",
+              "real_content_accuracy": "info", "real_class_accuracy": "info", "real_copy_rate": "info",
+              "recon_content_accuracy": "info", "recon_class_accuracy": "info", "recon_copy_rate": "info",
+              "judge_content": "info", "judge_class": "info", "n_pairs": "info", "n_copy_pairs": "info"},
+        requires=("factors",),
+        paper="MSD-Benchmark (NeurIPS 2025) approach; LORD's transfer claim",
+    ),
+    MetricSpec(
         name="landmark_regression",
         target="disentbench_plugins.metrics.landmarks:LandmarkRegression",
         description="Error (pixels) of facial landmarks regressed linearly from class codes, on held-out codes "
