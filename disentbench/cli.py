@@ -100,8 +100,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, "
           f"{len(failed)} failed, in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_leaderboard:
-        path = leaderboard.write(read_records([Path(args.out)]), Path(args.leaderboard))
-        print(f"disentbench: leaderboard written to {path}")
+        path = leaderboard.write(read_records([Path(args.out)]), _user_leaderboard(args))
+        print(f"disentbench: your leaderboard: {path}")
+    if args.publish:
+        _publish(args, regs, records, {"page": "README.md", "collections": [_collection(args, suite)]}, suite)
     return 1 if failed else 0
 
 
@@ -115,6 +117,57 @@ def _refuse_out_in_data_root(args: argparse.Namespace) -> None:
     if out == root or out.is_relative_to(root):
         raise cfg.ConfigError(f"--out {args.out} is inside the data root {root} (--data-dir, $DISENTBENCH_DATA): "
                               "dataset installs write there; choose an --out outside it")
+
+
+def _user_leaderboard(args: argparse.Namespace) -> Path:
+    """Where a run writes its own tables: --leaderboard, else <out>/leaderboard (never the
+    committed leaderboard/, which only --publish rewrites)."""
+    return Path(args.leaderboard) if args.leaderboard else Path(args.out) / "leaderboard"
+
+
+def _collection(args: argparse.Namespace, suite: Any) -> str:
+    if isinstance(args.publish, str):
+        return args.publish
+    return suite.name if suite is not None else "runs"
+
+
+def _publish(args: argparse.Namespace, regs, records: list[dict[str, Any]], page: dict[str, Any], suite: Any) -> None:
+    """--publish: add this sweep's finished runs to results/<collection>, record how the page is
+    rendered, and re-render every published page into leaderboard/."""
+    from disentbench import results
+
+    root = Path(args.results)
+    collection = _collection(args, suite)
+    ids = [r["run_id"] for r in records if r.get("status") == "finished" and r.get("run_id")]
+    report = results.import_runs([Path(args.out)], root / collection, run_ids=ids)
+    for line in report.lines():
+        print(f"disentbench: publish to {root / collection}: {line}")
+    if not report.ok:
+        raise results.ResultsError(f"nothing was published to leaderboard/: fix the runs above, or import them "
+                                   f"into another collection (--publish NAME)")
+    results.add_page(root, page)
+    for path in render_published(regs, root, Path(args.published_leaderboard)):
+        print(f"disentbench: published {path}")
+
+
+def render_published(regs, root: Path, out_dir: Path) -> list[Path]:
+    """Every page listed in ``<root>/pages.json``, rendered from the records under ``root``."""
+    from disentbench import leaderboard
+    from disentbench import results
+    from disentbench.store import read_records
+
+    written = []
+    for page in results.read_pages(root):
+        runs = [root / c for c in page.get("collections", [])]
+        if page.get("page") == "README.md":
+            written.append(leaderboard.write(read_records([r for r in runs if r.exists()]), out_dir))
+            continue
+        suite = regs.suites.get(page["suite"]).load()
+        ns = argparse.Namespace(scale=page.get("scale"), set=page.get("set"), config=page.get("config"),
+                                seeds=page.get("seeds"), data_dir=page.get("data_dir"),
+                                stand_ins=bool(page.get("stand_ins")), out=str(runs[0]) if runs else "runs")
+        written.append(_write_paper_pages(regs, suite, _paper_plan(ns, regs, suite), runs, out_dir))
+    return written
 
 
 def _paper_plan(args: argparse.Namespace, regs, suite):
@@ -193,8 +246,12 @@ def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, {len(failed)} "
           f"failed, in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.no_leaderboard:
-        path = _write_paper_pages(regs, suite, plan, [Path(args.out)], Path(args.leaderboard))
-        print(f"disentbench: paper table written to {path}")
+        path = _write_paper_pages(regs, suite, plan, [Path(args.out)], _user_leaderboard(args))
+        print(f"disentbench: your paper table: {path}")
+    if args.publish:
+        _publish(args, regs, records, {"suite": suite.name, "scale": plan.scale, "set": args.set, "config": args.config,
+                                       "seeds": args.seeds, "data_dir": args.data_dir, "stand_ins": args.stand_ins,
+                                       "collections": [_collection(args, suite)]}, suite)
     return 1 if failed else 0
 
 
@@ -288,18 +345,69 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from disentbench import leaderboard
     from disentbench.store import read_records
 
+    if args.publish:
+        paths = render_published(_registries(), Path(args.results), Path(args.out or "leaderboard"))
+        print(f"disentbench: {len(paths)} published page(s) rendered from {args.results}/ → {args.out or 'leaderboard'}/")
+        return 0
+    out = Path(args.out) if args.out else Path(args.runs[0]) / "leaderboard"
     if args.suite:
         regs = _registries()
         suite = regs.suites.get(args.suite).load()
         if suite.is_paper_table:
             plan = _paper_plan(args, regs, suite)
-            path = _write_paper_pages(regs, suite, plan, [Path(r) for r in args.runs], Path(args.out))
+            path = _write_paper_pages(regs, suite, plan, [Path(r) for r in args.runs], out)
             print(f"disentbench: paper table of suite {suite.name!r} at scale {plan.scale!r} → {path}")
             return 0
     records = read_records([Path(r) for r in args.runs])
-    path = leaderboard.write(records, Path(args.out))
+    path = leaderboard.write(records, out)
     print(f"disentbench: {len(records)} run record(s) → {path}")
     return 0
+
+
+# -- results ---------------------------------------------------------------------------------
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from disentbench import results
+
+    missing = [d for d in args.dirs if not Path(d).is_dir()]
+    if missing:
+        print(f"disentbench: error: no such run store: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    report = results.import_runs([Path(d) for d in args.dirs], Path(args.into))
+    for line in report.lines():
+        print(f"disentbench: {line}")
+    return 0 if report.ok else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from disentbench import results
+
+    per_metric = {}
+    for item in args.tol or []:
+        name, sep, value = item.partition("=")
+        try:
+            per_metric[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            print(f"disentbench: error: --tol {item!r}: expected METRIC[.KEY]=NUMBER, e.g. leakage=0.02", file=sys.stderr)
+            return 2
+    for d in (args.a, args.b):
+        if not Path(d).is_dir():
+            print(f"disentbench: error: no such result set: {d}", file=sys.stderr)
+            return 2
+    drifts, only_a, only_b = results.compare([Path(args.a)], [Path(args.b)],
+                                             results.Tolerance(args.atol, args.rtol, per_metric))
+    moved = [d for d in drifts if d.moved]
+    runs = len({d.run_id for d in drifts})
+    if moved or args.all:
+        print(results.drift_table(drifts, all_rows=args.all))
+    for run_id in only_a:
+        print(f"only in A: {run_id}")
+    for run_id in only_b:
+        print(f"only in B: {run_id}")
+    print(f"disentbench: {runs} run(s) in both, {len(drifts)} value(s) compared, {len(moved)} moved beyond tolerance")
+    return 1 if moved else 0
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -441,7 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="NAME.FIELD=VALUE",
                      help="override an option, e.g. lord.epochs=5, synth3d.resolution=64, train.precision=bf16")
     run.add_argument("--config", action="append", metavar="FILE.toml", help="options as TOML tables ([lord] epochs = 5)")
-    run.add_argument("--leaderboard", default="leaderboard", help="where to write the leaderboard (default ./leaderboard)")
+    run.add_argument("--leaderboard", help="where to write your leaderboard (default <out>/leaderboard; the "
+                                           "committed leaderboard/ changes only with --publish)")
+    run.add_argument("--publish", nargs="?", const=True, default=False, metavar="COLLECTION",
+                     help="add the finished runs' records to results/COLLECTION (default: the suite's name, or "
+                          "'runs') and re-render the published pages in leaderboard/")
+    run.add_argument("--results", default="results", help="the published results (default ./results)")
+    run.add_argument("--published-leaderboard", default="leaderboard", help=argparse.SUPPRESS)
     run.add_argument("--no-leaderboard", action="store_true", help="do not write the leaderboard")
     run.add_argument("--require-metrics", action="store_true", help="fail a run when any metric is unavailable")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -460,7 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="render leaderboard/README.md (or a paper suite's NAME.md) from run records")
     lb.add_argument("--runs", nargs="+", default=["runs"], help="run store directories (default ./runs)")
-    lb.add_argument("--out", default="leaderboard", help="output directory (default ./leaderboard)")
+    lb.add_argument("--out", help="output directory (default <first --runs>/leaderboard; with --publish ./leaderboard)")
+    lb.add_argument("--publish", action="store_true",
+                    help="re-render every published page (results/pages.json) from results/ into leaderboard/")
+    lb.add_argument("--results", default="results", help="the published results (default ./results)")
     lb.add_argument("--suite", help="render this paper suite's table (NAME.md) and the index README.md; give the "
                                     "--scale, --set, --config and --seeds of the run")
     lb.add_argument("--data-dir", help="dataset root, to say which columns' data is missing")
@@ -487,6 +604,26 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--quiet", action="store_true")
     data.set_defaults(func=cmd_data)
 
+    res = sub.add_parser("results", help="add run records from other stores (a cluster, a GPU box) to results/")
+    res.add_argument("action", choices=["import"])
+    res.add_argument("dirs", nargs="+", metavar="DIR", help="run stores to import from")
+    res.add_argument("--into", default="results/runs", help="the collection to add them to (default results/runs)")
+    res.set_defaults(func=cmd_results)
+
+    cmp = sub.add_parser("compare", help="compare two result sets run by run and metric by metric; exit 1 when a "
+                                         "value moved beyond its tolerance",
+                         description="Match the runs of two stores by run id (method, dataset, seed, config hash) and "
+                                     "compare every metric value. A value moved when |B - A| > atol + rtol·|A|, or "
+                                     "beyond the absolute tolerance given for its metric with --tol.")
+    cmp.add_argument("a", help="result set A (a run store or a results/ collection)")
+    cmp.add_argument("b", help="result set B")
+    cmp.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    cmp.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
+    cmp.add_argument("--tol", action="append", metavar="METRIC[.KEY]=ATOL",
+                     help="absolute tolerance for one metric or key, e.g. leakage=0.02 or fid.fid=0.5")
+    cmp.add_argument("--all", action="store_true", help="print every compared value, not only those that moved")
+    cmp.set_defaults(func=cmd_compare)
+
     w = sub.add_parser("weights", help="list, fetch or locate pretrained weight files")
     w.add_argument("action", choices=["list", "fetch", "path"])
     w.add_argument("names", nargs="*", metavar="NAME")
@@ -506,11 +643,12 @@ def _paper_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from disentbench.config import ConfigError
     from disentbench.registry import RegistryError
+    from disentbench.results import ResultsError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (RegistryError, ConfigError) as exc:
+    except (RegistryError, ConfigError, ResultsError) as exc:
         print(f"disentbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -89,10 +89,12 @@ def _differing_options(records: Iterable[dict[str, Any]], dataset: str) -> dict[
 
 
 def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], str] | None = None,
-           title: str = "disentbench leaderboard", cost: bool = True) -> str:
-    """Markdown for ``records``. ``grids`` maps (dataset, method, config_hash) to a relative link
-    of that row's transfer grid."""
-    grids = grids or {}
+           title: str = "disentbench leaderboard", cost: bool = True,
+           curves: dict[tuple[str, str, str], str] | None = None, plots: dict[str, str] | None = None) -> str:
+    """Markdown for ``records``. ``grids`` and ``curves`` map (dataset, method, config_hash) to a
+    relative link of that row's transfer grid and training curves; ``plots`` maps a dataset to its
+    trade-off plot."""
+    grids, curves, plots = grids or {}, curves or {}, plots or {}
     lines = [f"# {title}", "", INTRO, ""]
     df = _rows(records)
     failed = [r for r in records if r.get("status") == "failed"]
@@ -171,10 +173,13 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
             if cost:
                 cells += [fmt(s["train_seconds"]) if s["train_seconds"] == s["train_seconds"] else "",
                           fmt(s["images_per_second"]) if s["images_per_second"] == s["images_per_second"] else ""]
-            link = grids.get((dataset, method, chash))
-            cells.append(f"[grid]({link})" if link else "")
+            links = [f"[{name}]({link})" for name, link in (("grid", grids.get((dataset, method, chash))),
+                                                            ("curves", curves.get((dataset, method, chash)))) if link]
+            cells.append(" · ".join(links))
             table.append(cells)
         lines += [f"## {dataset}", "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+        if dataset in plots:
+            lines += [f"![{dataset}: transfer error against class ← content leakage]({plots[dataset]})", ""]
         lines += [f"- {text}" for text in below] + ([""] if below else [])
     if notes.texts:
         lines += ["### Notes", ""]
@@ -192,22 +197,33 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
 
 def write(records: list[dict[str, Any]], out_dir: Path, *, name: str = "README.md",
           title: str = "disentbench leaderboard") -> Path:
-    """Copy each row's transfer grid (lowest seed) into ``out_dir/grids`` and write the markdown."""
+    """Copy each row's transfer grid (lowest seed) into ``out_dir/grids``, plot its training
+    curves into ``out_dir/curves`` and each dataset's trade-off into ``out_dir/plots``, and write
+    the markdown."""
+    from disentbench import plots as plotting
+    from disentbench.store import atomic_write_bytes, write_section
+
     out_dir = Path(out_dir)
     (out_dir / "grids").mkdir(parents=True, exist_ok=True)
     grids: dict[tuple[str, str, str], str] = {}
+    curves: dict[tuple[str, str, str], str] = {}
     for r in sorted(records, key=lambda r: r.get("seed", 0)):
         key = (r.get("dataset"), r.get("method"), r.get("config_hash"))
-        if r.get("status") != "finished" or key in grids:
+        if r.get("status") != "finished" or key in grids or key in curves:
             continue
+        stem = f"{key[0]}-{key[1]}-{key[2][:6]}.png"
         src = Path(r.get("_dir", "")) / (r.get("artifacts") or {}).get("transfer_grid", "transfer.png")
         if src.is_file():
-            dest = out_dir / "grids" / f"{key[0]}-{key[1]}-{key[2][:6]}.png"
-            shutil.copyfile(src, dest)
-            grids[key] = f"grids/{dest.name}"
-    from disentbench.store import atomic_write_bytes, write_section
-
-    text = render(records, grids=grids, title=title)
+            shutil.copyfile(src, out_dir / "grids" / stem)
+            grids[key] = f"grids/{stem}"
+        caption = f"{key[0]} / {key[1]} (cfg {key[2][:6]}, seed {r.get('seed')})"
+        if plotting.curves_plot(plotting.read_log(Path(r.get("_dir", ""))), caption, out_dir / "curves" / stem):
+            curves[key] = f"curves/{stem}"
+    plots = {}
+    for dataset in sorted({r.get("dataset") for r in records if r.get("status") == "finished"}):
+        if plotting.tradeoff_plot(records, dataset, out_dir / "plots" / f"{dataset}-tradeoff.png"):
+            plots[dataset] = f"plots/{dataset}-tradeoff.png"
+    text = render(records, grids=grids, title=title, curves=curves, plots=plots)
     if name == "README.md":  # shared with the paper-table index: replace only the run tables
         return write_section(out_dir / name, "runs", text)
     atomic_write_bytes(out_dir / name, text.encode())
