@@ -148,7 +148,7 @@ def fit_and_score(features: np.ndarray, labels: np.ndarray, split: HeldOut, *, s
         raise MetricUnavailable(f"no code is left to score {what} on (every scored label must also be a training "
                                 "label); use a split with more codes per label")
     scaler = StandardScaler().fit(x[split.train])
-    xs_tr, xs_val, xs_te = (scaler.transform(x[i]) for i in (split.train, split.val, split.test))
+    xs_tr, xs_val, xs_te = (scaler.transform(x[i]) if len(i) else x[i] for i in (split.train, split.val, split.test))
     clf = MLPClassifier(hidden_layer_sizes=tuple(hidden), random_state=np.random.RandomState(seed), max_iter=1)
     best_loss, best_epoch, best_weights = np.inf, 0, None
     for epoch in range(1, max_iter + 1):
