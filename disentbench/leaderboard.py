@@ -204,10 +204,11 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
                 text = fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
                 if col in best and math.isclose(mean, best[col], rel_tol=1e-12, abs_tol=1e-12):
                     text = f"**{text}**"
-                if note:
-                    text += f" [{notes.ref(note)}]"
+                marks = [note] if note else []
                 if s["label_split"] and col.split(".")[0] == "leakage":
-                    text += f" [{notes.ref(LABEL_SPLIT_NOTE)}]"
+                    marks.append(LABEL_SPLIT_NOTE)
+                if marks:
+                    text += " " + "".join(f"[{notes.ref(m)}]" for m in marks)
                 cells.append(text)
             if cost:
                 cells += [fmt(s["train_seconds"]) if s["train_seconds"] == s["train_seconds"] else "",

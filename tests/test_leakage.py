@@ -206,3 +206,19 @@ def test_leaderboard_shows_floor_and_chance_and_footnotes_label_split_codes():
     k = note.split(".")[0]
     assert f"**0.200** [{k}]" in rows["betavae"] and f"[{k}]" not in rows["lord"]
     assert rows["betavae"].count(f"[{k}]") == 1  # on the leakage column only, not transfer_error
+
+
+def test_paper_table_footnotes_leakage_of_label_split_codes(tmp_path):
+    import test_suites
+    from disentbench import paper_tables as pt
+
+    suite, plan, records = test_suites._fixture(tmp_path)
+    for r in records:
+        if "/autoencoder/" in r["run_id"]:
+            r["method_info"] = {"latent_split": {"fitted": True}}
+    out = pt.render(suite, plan, records, pt.MetricInfo.from_registries(test_suites.REGS))
+    k = next(line for line in out.splitlines() if LABEL_SPLIT_NOTE in line).split(".")[0]
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if line.startswith("| ")}
+    assert f"[{k}]" in rows["Autoencoder"][4] and f"[{k}]" not in "".join(rows["Autoencoder"][:4])  # leakage only
+    assert f"[{k}]" not in "".join(rows["LORD"])
+    assert "- Cars3D y ← c: chance 0.100" in out
