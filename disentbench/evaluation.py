@@ -100,7 +100,8 @@ class EvalContext:
         return out
 
     def codes(self, split: str = "test", index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(class codes, content codes, image indices) for up to ``max_codes`` images of a split."""
+        """(class codes, content codes, image indices) for up to ``max_codes`` images of a split (a
+        uniform sample), or for the images at ``index`` (e.g. :meth:`stratified_index`'s)."""
 
         def compute():
             s = self.split(split)
