@@ -100,7 +100,8 @@ class EvalContext:
         return out
 
     def codes(self, split: str = "test", index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(class codes, content codes, image indices) for up to ``max_codes`` images of a split."""
+        """(class codes, content codes, image indices) for up to ``max_codes`` images of a split (a
+        uniform sample), or for the images at ``index`` (e.g. :meth:`stratified_index`'s)."""
 
         def compute():
             s = self.split(split)
@@ -114,6 +115,12 @@ class EvalContext:
 
         key = ("codes", split, None if index is None else tuple(np.asarray(index).tolist()))
         return self.memo(key, compute)
+
+    def stratified_index(self, split: str, *, cap: int, k: int) -> "CodeSample":
+        """Which images of a split a class-stratified code sample takes (:func:`class_stratified_cap`,
+        seeded by the run's seed): every image when the split fits in ``cap``."""
+        s = self.split(split)
+        return class_stratified_cap(s.classes, cap=cap, k=k, rng=self.rng("codes-stratified", split))
 
     def transfer_pairs(self, split: str = "test", n: int | None = None, *,
                        need_targets: bool = True) -> TransferPairs:
@@ -241,6 +248,53 @@ class EvalContext:
             return s.images[idx], np.concatenate([to_uint8(x) for x in parts])
 
         return self.memo(("reconstructed", split), compute)
+
+
+@dataclass
+class CodeSample:
+    """A class-stratified sample of a split's images: ``index`` (sorted), the classes it keeps and
+    the classes left out for having fewer than ``k`` images or for not fitting in the cap."""
+
+    index: np.ndarray
+    k: int
+    cap: int  # 0: no cap
+    n_classes: int
+    n_small_classes: int  # classes with fewer than k images in the split, left out
+    n_capped_classes: int  # classes left out because cap // k classes is all the cap holds
+    capped: bool = False  # False: every image of the kept classes
+
+
+def class_stratified_cap(labels: np.ndarray, *, cap: int, k: int, rng: np.random.Generator) -> CodeSample:
+    """At most ``cap`` (0: no cap) indices of ``labels`` with at least ``k`` of every class kept.
+
+    Classes with fewer than ``k`` images are left out. If the rest fit in the cap, all of their
+    images are taken; otherwise every kept class first gets ``k`` random images and the rest of
+    the cap is drawn uniformly from their remaining images (so larger classes keep more, in
+    proportion). If even ``k`` per class does not fit, a seeded random subset of ``cap // k``
+    classes is kept; the counts of classes left out either way are recorded."""
+    if k < 1:
+        raise ValueError(f"k={k} codes per class must be at least 1")
+    labels = np.asarray(labels)
+    values, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    eligible = np.flatnonzero(counts >= k)
+    n_small = len(values) - len(eligible)
+    n_eligible_images = int(counts[eligible].sum())
+    if cap <= 0 or n_eligible_images <= cap:
+        index = np.flatnonzero(np.isin(inverse, eligible))
+        return CodeSample(index, k, max(cap, 0), len(eligible), n_small, 0)
+    kept = eligible
+    if len(eligible) * k > cap:
+        kept = np.sort(rng.choice(eligible, size=cap // k, replace=False))
+    reserved, pool = [], []
+    for cls in kept:
+        members = rng.permutation(np.flatnonzero(inverse == cls))
+        reserved.append(members[:k])
+        pool.append(members[k:])
+    reserved_idx = np.concatenate(reserved) if reserved else np.zeros(0, dtype=np.int64)
+    pool_idx = np.concatenate(pool) if pool else np.zeros(0, dtype=np.int64)
+    extra = rng.choice(pool_idx, size=min(len(pool_idx), cap - len(reserved_idx)), replace=False)
+    index = np.sort(np.concatenate([reserved_idx, extra])).astype(np.int64)
+    return CodeSample(index, k, cap, len(kept), n_small, len(eligible) - len(kept), capped=True)
 
 
 def nearest_other_class(queries: np.ndarray, query_labels: np.ndarray, points: np.ndarray,

@@ -21,6 +21,30 @@ INTRO = (
 )
 
 
+# Codes whose class/content split a method chose with the class labels (β-VAE, FactorVAE record it
+# in ``method_info.latent_split``): a leakage score on them is partly chosen, not only measured.
+LABEL_SPLIT_NOTE = (
+    "class and content dimensions chosen after training with the class labels of the training split "
+    "(`method_info.latent_split`: the dimensions the class label explains best, η²), the split leakage is "
+    "scored on: its leakage is partly selected, not comparable with codes separated by construction"
+)
+
+
+def label_split(record: dict[str, Any]) -> bool:
+    """Whether a run's class/content codes were split with the class labels (see LABEL_SPLIT_NOTE)."""
+    info = (record.get("method_info") or {}).get("latent_split")
+    return isinstance(info, dict) and bool(info.get("fitted", True))
+
+
+def baseline_keys(key: str) -> dict[str, str]:
+    """The "info" keys that give a ranked key its reference points, by the naming convention of the
+    metric specs: ``chance_<first word>`` and ``majority_<first word>`` (``chance_class`` for
+    ``class_from_content``, ``chance_error`` for ``error``) and ``floor_<key>`` (a perfectly
+    disentangled reference code scored the same way)."""
+    head = key.split("_")[0]
+    return {f"chance_{head}": "chance", f"majority_{head}": "majority", f"floor_{key}": "floor"}
+
+
 def fmt(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -42,6 +66,7 @@ def _rows(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             continue
         base = {"dataset": r["dataset"], "method": r["method"], "config_hash": r["config_hash"],
                 "seed": r["seed"], "supervision": r.get("supervision") or "", "run_dir": r.get("_dir", ""),
+                "label_split": label_split(r),
                 "train_seconds": (r.get("timings") or {}).get("train_seconds"),
                 "images_per_second": (r.get("timings") or {}).get("images_per_second")}
         for metric, entry in sorted((r.get("metrics") or {}).items()):
@@ -110,7 +135,8 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
         groups = d.groupby(["method", "config_hash"], sort=True)
         stats: dict[tuple[str, str], dict[str, Any]] = {}
         for (method, chash), g in groups:
-            row: dict[str, Any] = {"supervision": g["supervision"].iloc[0], "seeds": g["seed"].nunique()}
+            row: dict[str, Any] = {"supervision": g["supervision"].iloc[0], "seeds": g["seed"].nunique(),
+                                   "label_split": bool(g["label_split"].any())}
             per_seed = g.drop_duplicates(["seed"])
             row["train_seconds"] = per_seed["train_seconds"].astype(float).mean()
             row["images_per_second"] = per_seed["images_per_second"].astype(float).mean()
@@ -144,9 +170,22 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
             values = [s[col][0] if col in s else None for s in stats.values()]
             if directions[col] == "info" and None not in values and len({fmt(v) for v in values}) == 1:
                 shared[col] = fmt(values[0])
+        # a ranked column's chance/majority/floor (e.g. leakage.chance_class for class_from_content)
+        # go on a line of their own beside it
+        references = []
+        for col in columns:
+            metric, key = col.split(".", 1)
+            refs = [(word, shared.pop(f"{metric}.{k}")) for k, word in baseline_keys(key).items()
+                    if directions[col] != "info" and f"{metric}.{k}" in shared]
+            if refs:
+                floor = " (floor: a perfectly disentangled reference code on the same split)" if any(
+                    w == "floor" for w, _ in refs) else ""
+                references.append(f"{col}: " + ", ".join(f"{w} {v}" for w, v in refs) + floor)
+                columns = [c for c in columns if c not in {f"{metric}.{k}" for k in baseline_keys(key)}]
         if shared:
             below.insert(0, "the same for every row: " + ", ".join(f"{c} = {v}" for c, v in shared.items()))
             columns = [col for col in columns if col not in shared]
+        below[:0] = references
         headers = ["method", "supervision", "seeds"] + [f"{c} {ARROWS[directions[c]]}".rstrip() for c in columns]
         if cost:
             headers += ["train s", "img/s"]
@@ -167,8 +206,11 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
                 text = fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
                 if col in best and math.isclose(mean, best[col], rel_tol=1e-12, abs_tol=1e-12):
                     text = f"**{text}**"
-                if note:
-                    text += f" [{notes.ref(note)}]"
+                marks = [note] if note else []
+                if s["label_split"] and col.split(".")[0] == "leakage":
+                    marks.append(LABEL_SPLIT_NOTE)
+                if marks:
+                    text += " " + "".join(f"[{notes.ref(m)}]" for m in marks)
                 cells.append(text)
             if cost:
                 cells += [fmt(s["train_seconds"]) if s["train_seconds"] == s["train_seconds"] else "",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from disentbench.leaderboard import Footnotes
+from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, label_split
 from disentbench.specs import ARROWS
 from disentbench.suites import PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
@@ -49,6 +49,7 @@ class Measured:
     notes: tuple[str, ...] = ()
     reason: str = ""  # why there is no number
     stand_in: bool = False
+    references: tuple[str, ...] = ()  # the runs' chance/majority/floor of the cell's metric key
 
 
 class _Notes(Footnotes):
@@ -93,6 +94,17 @@ def _value(record: dict[str, Any], ref: str) -> tuple[float | None, str, str]:
     return float(value), str(entry.get("notes") or ""), ""
 
 
+def references(record: dict[str, Any], ref: str, info: MetricInfo) -> str:
+    """A ranked cell's reference points in its run: chance/majority/floor (e.g. leakage.chance_class
+    for leakage.class_from_content), as "chance 0.1, floor 0.1"; "" when the metric has none."""
+    name, key = ref.split(".", 1)
+    if info.directions.get(ref, "info") == "info":
+        return ""
+    values = ((record.get("metrics") or {}).get(name) or {}).get("values") or {}
+    return ", ".join(f"{word} {fmt(float(values[k]))}" for k, word in baseline_keys(key).items()
+                     if values.get(k) is not None)
+
+
 def _chosen_runs(tc: TableCell, records: dict[str, dict[str, Any]]) -> tuple[list[Any] | None, bool]:
     """The runs whose records measure a cell: on the column's dataset if any has a record, else
     on its stand-in; and whether they are the stand-in's."""
@@ -133,6 +145,7 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
     ref = row.metric_for(col)
     values: list[float] = []
     notes: list[str] = []
+    refs: list[str] = []
     reasons: list[str] = []
     for cell in chosen:
         record = records.get(cell.run_id)
@@ -162,6 +175,9 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
         values.append(value)
         if note:
             notes.append(f"{used.split('.')[0]}: {note}")
+        refs.append(references(record, used, info))
+        if used.split(".")[0] == "leakage" and label_split(record):
+            notes.append(f"{row.label}: {LABEL_SPLIT_NOTE}")
     if not values:
         return Measured(reason=reasons[0] if reasons else "no record of this cell's runs", stand_in=stand_in)
     if len(values) < len(chosen):
@@ -172,7 +188,8 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
                      f"available here ({_first_line(tc.data_missing)}); not comparable with the published value")
     mean = sum(values) / len(values)
     std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None)
-    return Measured(mean, std, tuple(values), tuple(dict.fromkeys(notes)), stand_in=stand_in)
+    return Measured(mean, std, tuple(values), tuple(dict.fromkeys(notes)), stand_in=stand_in,
+                    references=tuple(dict.fromkeys(r for r in refs if r)))
 
 
 def column_fallbacks(suite: Suite, plan: SuitePlan, records: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -303,6 +320,16 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
     from tabulate import tabulate
 
     lines += [tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    reference_lines = []
+    for col in suite.columns:
+        texts = dict.fromkeys(t for row in suite.rows for t in measured[(row.key, col.key)].references)
+        if texts:
+            floor = " (floor: a perfectly disentangled reference code on the same split)" if any(
+                "floor" in t for t in texts) else ""
+            reference_lines.append(f"- {col.heading}: {'; '.join(texts)}{floor}")
+    if reference_lines:
+        lines += ["Reference points of the measured runs (chance: 1 / number of labels; majority: share of the "
+                  "most frequent label scored):", "", *reference_lines, ""]
     if comparable:
         lines += [f"Ranking: the methods rank exactly as in the paper (τ = 1) in {agree} of {comparable} column(s) "
                   "with at least two measured, ranked rows on the paper's data.", ""]

@@ -39,7 +39,7 @@ Mean ± std over seeds (std shown when there is more than one seed). ↑: higher
 | autoencoder | unsupervised     | 1       | 0.900                          | 0.050                  | 10        | 100     |                          |
 | lord        | class-supervised | 2       | **0.150 ± 0.071**              | **0.015 ± 0.007**      | 10.50     | 100     | [grid](grids/lord-0.png) |
 
-- the same for every row: leakage.chance_class = 0.100
+- leakage.class_from_content: chance 0.100
 - not measured: lpips_transfer: weights 'alexnet' missing: put the file at /w/alexnet.pth
 
 ### Failed runs

@@ -302,6 +302,10 @@ Scale: **quick**; seeds 0, 1. Each cell: measured mean ± std over seeds (the pa
 | Chance             | 0.0110 ± 0.00141 (—) [1][2][10]       | n/a (—) [8]                              | 0.100 ± 0 (< 0.01) Δ +900% [1][2][5][6]              |
 | Kendall τ vs paper | 1.00 (3 rows), agrees                 | 1.00 (2 rows), agrees                    | n/a (stand-in data)                                  |
 
+Reference points of the measured runs (chance: 1 / number of labels; majority: share of the most frequent label scored):
+
+- Cars3D y ← c: chance 0.100
+
 Ranking: the methods rank exactly as in the paper (τ = 1) in 2 of 2 column(s) with at least two measured, ranked rows on the paper's data.
 
 ### Notes

@@ -24,9 +24,13 @@ METRICS: list[MetricSpec] = [
         name="leakage",
         target="disentbench_plugins.metrics.leakage:Leakage",
         description="MLP accuracy predicting the class from content codes and the content factors from "
-                    "class codes (LORD Table 2), with chance level",
-        keys={"class_from_content": "min", "chance_class": "info",
-              "content_from_class": "min", "chance_content": "info"},
+                    "class codes (LORD Table 2), scored on held-out values of the other factor where the dataset "
+                    "has factors; beside each: chance (1/labels), majority-class share and the floor (a perfectly "
+                    "disentangled reference code on the same split)",
+        keys={"class_from_content": "min", "chance_class": "info", "majority_class": "info",
+              "floor_class_from_content": "info",
+              "content_from_class": "min", "chance_content": "info", "majority_content": "info",
+              "floor_content_from_class": "info", "n_codes": "info"},
         requires=("codes",),
         paper=LORD_PAPER,
     ),
