@@ -183,7 +183,7 @@ def test_every_shipped_paper_suite_validates_at_every_scale_and_plans(name):
         for col in suite.columns:
             tc = plan.cells[(row.key, col.key)]
             assert bool(tc.skipped) or tc.runs, (row.key, col.key)
-            assert all(c.config["train"]["max_steps"] > 0 for c in tc.runs)  # quick is bounded
+            assert all(c.config["train"]["max_images"] > 0 for c in tc.runs)  # quick is bounded (a budget)
 
 
 def test_the_issue_lists_these_suites():
@@ -242,7 +242,7 @@ def test_scale_settings_from_another_suite(tmp_path):
     suite = write_suite(tmp_path, text)
     settings, seeds = scale_settings(suite, "quick", REGS)
     quick = REGS.suites.get("quick").load().settings
-    assert settings["lord"] == quick["lord"] and settings["train"] == {"max_steps": 2} and seeds == [0, 1]
+    assert settings["lord"] == quick["lord"] and settings["train"] == {**quick["train"], "max_steps": 2} and seeds == [0, 1]
     paper, seeds = scale_settings(suite, "paper", REGS)
     assert paper == {} and seeds == [0, 1]
 
