@@ -434,6 +434,9 @@ class Trainer:
         method.eval()
         seconds = time.perf_counter() - t0
         result = TrainResult(log=log, seconds=seconds, images=images_seen, steps=steps, resumed_from_step=resumed_from)
+        epoch_steps = {st.name: len(st.sampler.batches(np.random.default_rng([self.seed, k, 0]), self.train, self.labels,
+                                                       st.batch_size * self.world)) for k, st in enumerate(stages)}
+        result.info["last_epoch"] = last_epoch_means(log, epoch_steps)
         if budget is not None:
             result.info["budget"] = {"max_images": self.options.max_images,
                                      "steps": {st.name: n for st, n in zip(stages, budget)}}
@@ -457,6 +460,17 @@ class Trainer:
             steps.append(n)
             planned += n * batch
         return steps
+
+
+def last_epoch_means(log: list[dict[str, Any]], epoch_steps: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Per stage, each logged term averaged over the stage's last epoch's worth of steps (how the
+    objective ended; paper tables read e.g. ``method_info.last_epoch.latent.reconstruction``)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, n in epoch_steps.items():
+        rows = [row for row in log if row.get("stage") == name][-max(1, n):]
+        keys = dict.fromkeys(k for row in rows for k in row if k not in ("stage", "epoch", "step"))
+        out[name] = {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
+    return {k: v for k, v in out.items() if v}
 
 
 def options_dict(options: TrainOptions, *, semantic_only: bool = False) -> dict[str, Any]:
