@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from disentbench.leaderboard import Footnotes
 from disentbench.specs import ARROWS
-from disentbench.suites import PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
+from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
 MARKER = "<!-- disentbench paper table: {name} scale={scale} -->"
 NO_DELTA = "no Δ against the published numbers (Kendall τ still compares the ranking)"
@@ -87,6 +87,13 @@ def _first_line(text: Any) -> str:
 def _value(record: dict[str, Any], ref: str) -> tuple[float | None, str, str]:
     """(value, metric notes, reason) of "name.key" in a finished record."""
     name, key = ref.split(".", 1)
+    if name == METHOD_INFO:
+        value: Any = record.get(METHOD_INFO) or {}
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None, "", f"the method recorded no finite number at {ref} in run {record.get('run_id')}"
+        return float(value), "", ""
     entry = (record.get("metrics") or {}).get(name)
     if entry is None:
         return None, "", f"{name} was not computed in run {record.get('run_id')}"
