@@ -68,7 +68,8 @@ def _rows(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "seed": r["seed"], "supervision": r.get("supervision") or "", "run_dir": r.get("_dir", ""),
                 "label_split": label_split(r),
                 "train_seconds": (r.get("timings") or {}).get("train_seconds"),
-                "images_per_second": (r.get("timings") or {}).get("images_per_second")}
+                "images_per_second": (r.get("timings") or {}).get("images_per_second"),
+                "images_seen": (r.get("timings") or {}).get("images_seen")}
         for metric, entry in sorted((r.get("metrics") or {}).items()):
             for pos, (key, direction) in enumerate(entry.get("directions", {}).items()):
                 value = entry.get("values", {}).get(key) if entry.get("status") == "ok" else None
@@ -113,6 +114,27 @@ def _differing_options(records: Iterable[dict[str, Any]], dataset: str) -> dict[
     return out
 
 
+BUDGET_TOLERANCE = 0.02  # rows within 2% of the table's median images seen trained on the same budget
+
+
+def _budget_notes(stats: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], tuple[str, str]] | None:
+    """Images seen in training per row, and a note on every row whose budget differs from the
+    table's median by more than :data:`BUDGET_TOLERANCE` (rounding to whole batches stays within
+    it); None when no record of the table says (records from before ``timings.images_seen``)."""
+    seen = {key: s["images_seen"] for key, s in stats.items() if s["images_seen"] == s["images_seen"]}
+    if not seen:
+        return None
+    reference = float(pd.Series(list(seen.values())).median())
+    out = {}
+    for key, value in seen.items():
+        note = ""
+        if abs(value - reference) > BUDGET_TOLERANCE * reference:
+            note = (f"unequal training budget: {fmt(value)} images seen, against the table's median of "
+                    f"{fmt(reference)}; its ranking is confounded with the amount of training")
+        out[key] = (fmt(value), note)
+    return out
+
+
 def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], str] | None = None,
            title: str = "disentbench leaderboard", cost: bool = True,
            curves: dict[tuple[str, str, str], str] | None = None, plots: dict[str, str] | None = None) -> str:
@@ -140,6 +162,7 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
             per_seed = g.drop_duplicates(["seed"])
             row["train_seconds"] = per_seed["train_seconds"].astype(float).mean()
             row["images_per_second"] = per_seed["images_per_second"].astype(float).mean()
+            row["images_seen"] = per_seed["images_seen"].astype(float).mean()
             for col in columns:
                 c = g[g["column"] == col]
                 vals = c["value"].dropna().astype(float)
@@ -186,7 +209,9 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
             below.insert(0, "the same for every row: " + ", ".join(f"{c} = {v}" for c, v in shared.items()))
             columns = [col for col in columns if col not in shared]
         below[:0] = references
-        headers = ["method", "supervision", "seeds"] + [f"{c} {ARROWS[directions[c]]}".rstrip() for c in columns]
+        budget = _budget_notes(stats)
+        headers = ["method", "supervision", "seeds"] + (["images seen"] if budget is not None else [])
+        headers += [f"{c} {ARROWS[directions[c]]}".rstrip() for c in columns]
         if cost:
             headers += ["train s", "img/s"]
         headers.append("transfer grid")
@@ -195,6 +220,9 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
         for (method, chash), s in stats.items():
             cells = [_label(method, chash, configs_per_method[method] > 1, differs.get((method, chash), "")),
                      s["supervision"], str(s["seeds"])]
+            if budget is not None:
+                seen, note = budget.get((method, chash), ("", ""))
+                cells.append(f"{seen} [{notes.ref(note)}]" if note else seen)
             for col in columns:
                 if col not in s:
                     cells.append("")

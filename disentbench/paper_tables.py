@@ -1,10 +1,12 @@
 """Paper tables: a paper suite's runs rendered in the paper's own layout, beside its numbers.
 
 Each cell is ``measured ± std (published) Δ relative difference``, where measured is the mean
-over seeds of the column's metric key on the row's runs. Every cell whose evaluator, data or
-settings differ from the paper's carries a footnote saying how (a reduced scale, a stand-in
-evaluator or dataset, the metric's own notes), and a cell that could not be measured is n/a with
-the reason. Under the table, Kendall's τ between the measured and published values of each
+over seeds of the column's metric key on the row's runs; Δ only where the cell is measured as the
+paper measured it (its scale and settings, evaluator and data), else a footnote says why there is
+none. Every cell whose evaluator, data or settings differ from the paper's carries a footnote
+saying how (a reduced scale, a stand-in evaluator or dataset, the metric's own notes), and a cell
+that could not be measured is n/a with the reason. A last column gives each row's training
+budget in images seen, footnoted where it differs from the other rows'. Under the table, Kendall's τ between the measured and published values of each
 column says whether the methods rank as in the paper.
 
 :func:`render` is a pure function of the suite, its plan and run records (tested against expected
@@ -19,9 +21,11 @@ from typing import Any, Iterable
 
 from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, label_split
 from disentbench.specs import ARROWS
-from disentbench.suites import PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
+from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
 MARKER = "<!-- disentbench paper table: {name} scale={scale} -->"
+NO_DELTA = "no Δ against the published numbers (Kendall τ still compares the ranking)"
+NO_DELTA_DATA = "no Δ against the published numbers, and left out of Kendall τ"
 INDEX_TITLE = "## Paper tables"
 
 
@@ -50,6 +54,7 @@ class Measured:
     reason: str = ""  # why there is no number
     stand_in: bool = False
     references: tuple[str, ...] = ()  # the runs' chance/majority/floor of the cell's metric key
+    fallback: str = ""  # the stand-in evaluator ("name.key") that measured it, if not the column's own
 
 
 class _Notes(Footnotes):
@@ -83,6 +88,13 @@ def _first_line(text: Any) -> str:
 def _value(record: dict[str, Any], ref: str) -> tuple[float | None, str, str]:
     """(value, metric notes, reason) of "name.key" in a finished record."""
     name, key = ref.split(".", 1)
+    if name == METHOD_INFO:
+        value: Any = record.get(METHOD_INFO) or {}
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None, "", f"the method recorded no finite number at {ref} in run {record.get('run_id')}"
+        return float(value), "", ""
     entry = (record.get("metrics") or {}).get(name)
     if entry is None:
         return None, "", f"{name} was not computed in run {record.get('run_id')}"
@@ -147,6 +159,7 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
     notes: list[str] = []
     refs: list[str] = []
     reasons: list[str] = []
+    fallback = ""
     for cell in chosen:
         record = records.get(cell.run_id)
         if record is None:
@@ -162,10 +175,10 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
         if value is None and col.fallback and ref == col.metric:
             fb_value, fb_note, fb_reason = _value(record, col.fallback)
             if fb_value is not None:
-                used = col.fallback
+                used = fallback = col.fallback
                 fb_name = col.fallback.split(".")[0]
                 notes.append(f"evaluator differs: {reason}; measured instead with {fb_name} "
-                             f"({info.descriptions.get(fb_name, col.fallback)})")
+                             f"({info.descriptions.get(fb_name, col.fallback)}); {NO_DELTA}")
                 value, note = fb_value, fb_note
             else:
                 reason = f"{reason}; fallback {fb_reason}"
@@ -185,10 +198,11 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
                      + (f" ({reasons[0]})" if reasons else ""))
     if stand_in:
         notes.append(f"data differs: measured on {chosen[0].dataset!r}, a stand-in for {col.dataset!r}, which is not "
-                     f"available here ({_first_line(tc.data_missing)}); not comparable with the published value")
+                     f"available here ({_first_line(tc.data_missing)}); not comparable with the published value: "
+                     f"{NO_DELTA_DATA}")
     mean = sum(values) / len(values)
     std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None)
-    return Measured(mean, std, tuple(values), tuple(dict.fromkeys(notes)), stand_in=stand_in,
+    return Measured(mean, std, tuple(values), tuple(dict.fromkeys(notes)), stand_in=stand_in, fallback=fallback,
                     references=tuple(dict.fromkeys(r for r in refs if r)))
 
 
@@ -222,6 +236,64 @@ def relative_difference(measured: float, published: Published) -> str:
     return f"Δ {percent:+d}%"
 
 
+def not_comparable(plan: SuitePlan, m: Measured) -> str:
+    """Why a measured cell is not on the published number's scale ("" if it is): a scale other than
+    the paper's, settings changed on the command line, a stand-in evaluator or stand-in data. Such
+    a cell gets no Δ (its ranking still enters Kendall's τ); the notes that say how it differs say so."""
+    why = []
+    if plan.scale != PAPER_SCALE:
+        why.append(f"measured at the {plan.scale} scale, not with the paper's settings")
+    if plan.overrides:
+        why.append("settings changed on the command line")
+    if m.fallback:
+        why.append(f"measured with the stand-in evaluator {m.fallback.split('.')[0]}, not the paper's")
+    if m.stand_in:
+        why.append("measured on stand-in data")
+    return "; ".join(why)
+
+
+def images_seen(row: Row, suite: Suite, plan: SuitePlan, records: dict[str, dict[str, Any]]) -> float | None:
+    """Mean training images seen (``timings.images_seen``) over the finished records of a row's
+    cells, each run once; None when no record says."""
+    seen: dict[str, float] = {}
+    for col in suite.columns:
+        chosen, _ = _chosen_runs(plan.cells[(row.key, col.key)], records)
+        for cell in chosen or []:
+            record = records.get(cell.run_id) or {}
+            value = (record.get("timings") or {}).get("images_seen") if record.get("status") == "finished" else None
+            if value is not None:
+                seen[cell.run_id] = float(value)
+    return sum(seen.values()) / len(seen) if seen else None
+
+
+def suite_row(suite: Suite, key: str) -> Row:
+    return next(row for row in suite.rows if row.key == key)
+
+
+def budget_column(suite: Suite, plan: SuitePlan, records: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]] | None:
+    """Per row: images seen in training and, where it differs from the median of the ranked rows by
+    more than the leaderboard's tolerance, a note saying so; None when no record gives images seen."""
+    from disentbench.leaderboard import BUDGET_TOLERANCE
+    from disentbench.leaderboard import fmt as lb_fmt
+
+    seen = {row.key: images_seen(row, suite, plan, records) for row in suite.rows if not row.reference}
+    known = sorted(v for k, v in seen.items() if v is not None and suite_row(suite, k).rank)  # not "chance" rows
+    if not known:
+        return None
+    mid = len(known) // 2
+    median = known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
+    out = {}
+    for key, value in seen.items():
+        if value is None:
+            continue
+        note = ""
+        if abs(value - median) > BUDGET_TOLERANCE * median:
+            note = (f"unequal training budget: {lb_fmt(value)} images seen, against the table's median of "
+                    f"{lb_fmt(median)}; its ranking is confounded with the amount of training")
+        out[key] = (lb_fmt(value), note)
+    return out
+
+
 def kendall_tau(measured: list[float], published: list[float]) -> float | None:
     """Kendall's τ-b (scipy) between measured and published values; None when undefined."""
     from scipy.stats import kendalltau
@@ -243,14 +315,14 @@ def scale_note(suite: Suite, plan: SuitePlan) -> str:
     text = f"settings differ: {plan.scale} scale"
     if sc.description:
         text += f" ({sc.description})"
-    return f"{text}; {seeds}. Not the paper's settings, so not comparable in absolute value"
+    return f"{text}; {seeds}. Not the paper's settings, so not comparable in absolute value: {NO_DELTA}"
 
 
 def overrides_note(plan: SuitePlan) -> str:
     """The footnote of every measured cell when settings were changed on the command line."""
     changed = [f"{scope}.{key}={value}" for scope, table in sorted(plan.overrides.items())
                for key, value in sorted(table.items())]
-    return f"settings differ: set on the command line: {', '.join(changed)}" if changed else ""
+    return f"settings differ: set on the command line: {', '.join(changed)}; {NO_DELTA}" if changed else ""
 
 
 def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: MetricInfo) -> str:
@@ -268,11 +340,15 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
     if suite.description:
         lines += [suite.description, ""]
     lines += [f"Scale: **{plan.scale}**; seeds {', '.join(map(str, plan.seeds))}. Each cell: measured mean ± std "
-              "over seeds (the paper's number) and Δ = (measured − published) / published. `n/a`: not measured, "
+              "over seeds (the paper's number) and, only where the cell is measured as the paper measured it (its "
+              "settings, evaluator and data), Δ = (measured − published) / published. `n/a`: not measured, "
               "for the reason in its note; `—`: a row the paper reports that disentbench does not run. "
               "↑/↓: higher/lower is better.", ""]
     headers = ["method"] + [f"{c.heading} {ARROWS.get(info.directions.get(c.metric, 'info'), '')}".rstrip()
                             for c in suite.columns]
+    budget = budget_column(suite, plan, by_id)
+    if budget is not None:
+        headers.append("images seen")
     table: list[list[str]] = []
     measured: dict[tuple[str, str], Measured] = {}
     forced = column_fallbacks(suite, plan, by_id)
@@ -289,7 +365,8 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
                 cell_notes.append(m.reason)
             else:
                 text = fmt(m.mean) + (f" ± {fmt(m.std)}" if m.std is not None else "") + f" ({pub.text})"
-                delta = relative_difference(m.mean, pub)
+                why_not = not_comparable(plan, m) if pub.comparable else ""
+                delta = "" if why_not else relative_difference(m.mean, pub)
                 if delta:
                     text += f" {delta}"
                 cell_notes += [*general, *m.notes]
@@ -301,6 +378,9 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
                     cell_notes.append(f"no published number: {pub.missing}")
             marks = notes.marks(cell_notes)
             cells.append(f"{text} {marks}".rstrip())
+        if budget is not None:
+            seen, note = budget.get(row.key, ("—" if row.reference else "", ""))
+            cells.append(f"{seen} {notes.marks([note])}".rstrip())
         table.append(cells)
     tau_cells, agree, comparable = ["Kendall τ vs paper"], 0, 0
     for col in suite.columns:
@@ -316,6 +396,8 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
         comparable += 1
         agree += tau == 1.0
         tau_cells.append(f"{tau:.2f} ({len(pairs)} rows)" + (", agrees" if tau == 1.0 else ""))
+    if budget is not None:
+        tau_cells.append("")
     table.append(tau_cells)
     from tabulate import tabulate
 
@@ -344,7 +426,8 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
 
 
 def gaps(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: MetricInfo) -> list[dict[str, Any]]:
-    """Every measured cell with a published number: row, column, measured, published, relative gap."""
+    """Every measured cell with a published number: row, column, measured, published, relative gap
+    (None where the cell is not comparable with the published value, and ``not_comparable`` says why)."""
     by_id = _by_run_id(records)
     forced = column_fallbacks(suite, plan, by_id)
     out = []
@@ -355,9 +438,11 @@ def gaps(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: Met
             pub = row.published[col.key]
             if m.mean is None or pub.value is None:
                 continue
-            rel = (m.mean - pub.value) / abs(pub.value) if pub.value else None
+            why_not = not_comparable(plan, m)
+            rel = (m.mean - pub.value) / abs(pub.value) if pub.value and not why_not else None
             out.append({"row": row.label, "column": col.heading, "measured": m.mean, "std": m.std,
-                        "published": pub.text, "relative": rel, "stand_in": m.stand_in, "notes": list(m.notes)})
+                        "published": pub.text, "relative": rel, "not_comparable": why_not, "stand_in": m.stand_in,
+                        "notes": list(m.notes)})
     return out
 
 

@@ -320,7 +320,7 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
         result = method.fit(data.train, options, seed=cell.seed, checkpoint=rd.path / "checkpoint.pt",
                             progress=cell.progress and leader)
         summary = {"train_seconds": result.seconds, "images_per_second": result.images_per_second,
-                   "steps": result.steps, "resumed_from_step": result.resumed_from_step,
+                   "images_seen": result.images, "steps": result.steps, "resumed_from_step": result.resumed_from_step,
                    "peak_memory_mb": envmod.peak_memory_mb(device), "method_info": result.info}
         if leader:
             _write_log(rd.path / "train_log.jsonl", result.log)

@@ -29,7 +29,7 @@ RECORD_SCHEMA: dict[str, str] = {
     "config_hash": "str: sha256[:12] of the canonical JSON of 'config'",
     "config": "dict: method, dataset, metrics, train and eval settings, fully resolved",
     "metrics": "dict: metric name -> {status: ok|unavailable|error, values, directions, reason, notes, seconds}",
-    "timings": "dict: train_seconds, eval_seconds, total_seconds, images_per_second, peak_memory_mb, steps",
+    "timings": "dict: train_seconds, eval_seconds, total_seconds, images_per_second, images_seen (all stages), peak_memory_mb, steps",
     "env": "dict: python, platform, device, device_name, library versions, git commit",
     "versions": "dict: disentbench version and the version of every plugin distribution used",
     "artifacts": "dict: file names in the run directory (transfer_grid, state, train_log)",

@@ -48,13 +48,14 @@ from disentbench.config import ConfigError, Overrides, merge, tomllib
 
 PLAIN_KEYS = {"name", "description", "methods", "datasets", "metrics", "seeds", "settings", "citation"}
 PAPER_KEYS = PLAIN_KEYS | {"columns", "rows", "scales", "note"}
-COLUMN_KEYS = {"key", "label", "group", "dataset", "metric", "fallback", "settings", "stand_in", "note"}
+COLUMN_KEYS = {"key", "label", "group", "dataset", "metric", "fallback", "settings", "stand_in", "note", "unavailable"}
 ROW_KEYS = {"key", "label", "method", "settings", "published", "reference", "rank", "measure", "note"}
 SCALE_KEYS = {"description", "settings", "seeds", "settings_from"}
 PAPER_SCALE = "paper"
 DEFAULT_PAPER_SEEDS = [0, 1, 2]
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 NOT_REPORTED = ("—", "–", "-", "n/r")
+METHOD_INFO = "method_info"  # "method_info.PATH" reads what the method recorded about its training
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class Column:
     settings: Overrides = field(default_factory=dict)  # scope -> options for this column's runs
     stand_in: str = ""  # dataset run instead where ``dataset`` is missing here (with --stand-ins)
     note: str = ""  # how this column's protocol differs from the paper's (a footnote on its cells)
+    unavailable: str = ""  # why disentbench cannot measure this column at all (its cells show the paper's numbers)
 
     @property
     def metric_name(self) -> str:
@@ -226,8 +228,13 @@ def _unknown(table: dict[str, Any], known: set[str], where: str) -> None:
 
 
 def _metric_ref(value: Any, where: str) -> str:
+    """A metric key ("name.key"), or "method_info.PATH" (a dotted path into the record's method_info,
+    e.g. "method_info.last_epoch.train.i_t": a term the method logged, averaged over its last epoch)."""
+    if isinstance(value, str) and value.startswith(f"{METHOD_INFO}.") and all(value.split(".")):
+        return value
     if not isinstance(value, str) or value.count(".") != 1 or not all(value.split(".")):
-        raise ConfigError(f"{where}: {value!r} must name a metric and one of its keys, as 'lpips_transfer.lpips'")
+        raise ConfigError(f"{where}: {value!r} must name a metric and one of its keys, as 'lpips_transfer.lpips', "
+                          f"or a value the method records, as '{METHOD_INFO}.last_epoch.latent.reconstruction'")
     return value
 
 
@@ -247,14 +254,14 @@ def _column(data: Any, k: int, where: str) -> Column:
             raise ConfigError(f"{where}: missing required key {req!r}")
     key = _key(data["key"], where)
     where = f"{where} ({key!r})"
-    for opt in ("label", "group", "dataset", "stand_in", "note"):
+    for opt in ("label", "group", "dataset", "stand_in", "note", "unavailable"):
         if opt in data and not isinstance(data[opt], str):
             raise ConfigError(f"{where}: {opt} must be a string")
     return Column(
         key=key, label=data.get("label", key), dataset=data["dataset"], metric=_metric_ref(data["metric"], where),
         group=data.get("group", ""), fallback=_metric_ref(data["fallback"], where) if data.get("fallback") else "",
         settings=_overrides(data.get("settings", {}), where), stand_in=data.get("stand_in", ""),
-        note=data.get("note", ""),
+        note=data.get("note", ""), unavailable=data.get("unavailable", ""),
     )
 
 
@@ -376,13 +383,14 @@ def load_suite(path: Path, name: str | None = None) -> Suite:
     _unique([c.key for c in columns], "column", where)
     rows = [_row(r, k, columns, where) for k, r in enumerate(raw_rows)]
     _unique([r.key for r in rows], "row", where)
-    metrics = sorted({c.metric_name for c in columns} | {c.fallback.split(".")[0] for c in columns if c.fallback}
-                     | {m.split(".")[0] for r in rows for m in r.measure.values()})
+    measured = [c for c in columns if not c.unavailable]
+    metrics = sorted(({c.metric_name for c in measured} | {c.fallback.split(".")[0] for c in measured if c.fallback}
+                      | {m.split(".")[0] for r in rows for m in r.measure.values()}) - {METHOD_INFO})
     return Suite(
         name=name or data.get("name") or path.stem,
         description=str(data["description"]),
         methods=list(dict.fromkeys(r.method for r in rows if r.method)),
-        datasets=list(dict.fromkeys(c.dataset for c in columns)),
+        datasets=list(dict.fromkeys(c.dataset for c in measured)),
         metrics=metrics,
         seeds=_seeds(data.get("seeds", DEFAULT_PAPER_SEEDS), where),
         settings=settings,
@@ -419,6 +427,8 @@ def scale_settings(suite: Suite, scale: str, regs: Any) -> tuple[Overrides, list
 
 def _check_metric(regs: Any, ref: str, where: str) -> None:
     name, key = ref.split(".", 1)
+    if name == METHOD_INFO:  # what a method records is known only after it trained; a missing path is n/a
+        return
     spec = regs.metrics.get(name)  # unknown name: did-you-mean and the list
     if key not in spec.keys:
         raise ConfigError(f"{where}: metric {name!r} has no key {key!r}; its keys: {', '.join(spec.keys)}")
@@ -441,6 +451,8 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
         return
     for col in suite.columns:
         w = f"{where}, column {col.key!r}"
+        if col.unavailable:
+            continue  # not measured: its dataset or metric need not exist here
         regs.datasets.get(col.dataset)
         if col.stand_in:
             regs.datasets.get(col.stand_in)
@@ -459,12 +471,16 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
             _check_scopes(regs, base)
             harness_options(base)
             for col in suite.columns:
+                if col.unavailable:
+                    continue
                 layered = merge(base, col.settings)
                 _check_scopes(regs, col.settings)
                 for ds in filter(None, (col.dataset, col.stand_in)):
                     _config_of(regs.datasets.get(ds), layered.get(ds, {}))
                 for ref in filter(None, (col.metric, col.fallback)):
                     name = ref.split(".")[0]
+                    if name == METHOD_INFO:
+                        continue
                     _config_of(regs.metrics.get(name), layered.get(name, {}))
             for row in suite.rows:
                 if row.method is None:
@@ -475,6 +491,8 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
                 except ImportError:
                     continue  # recorded as a failed run with the import error, as plain sweeps do
                 for col in suite.columns:
+                    if col.unavailable:
+                        continue
                     layered = merge(base, col.settings, {row.method: row.settings})
                     _config_of(spec, layered.get(row.method, {}))
         except ConfigError as exc:
@@ -566,7 +584,7 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
 
     def runs_for(row: Row, dataset: str, col: Column, metric_refs: list[str]) -> list[Any]:
         layered = merge(base, col.settings, {row.method: row.settings} if row.settings else {}, cli)
-        metric_names = sorted({ref.split(".")[0] for ref in metric_refs})
+        metric_names = sorted({ref.split(".")[0] for ref in metric_refs} - {METHOD_INFO})
         key = json.dumps([row.key, dataset, col.settings, metric_names], sort_keys=True, default=str)
         if key not in memo:
             memo[key] = plan(regs, methods=[row.method], datasets=[dataset], metrics=metric_names, seeds=seeds,
@@ -578,7 +596,7 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
     groups: dict[str, list[str]] = {}
     for row in suite.rows:
         for col in suite.columns:
-            for ds in filter(None, (col.dataset, col.stand_in)):
+            for ds in filter(None, (col.dataset, col.stand_in)) if not col.unavailable else ():
                 gkey = json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)
                 groups.setdefault(gkey, []).extend(filter(None, (row.metric_for(col), col.fallback)))
     for row in suite.rows:
@@ -587,6 +605,9 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
             cells[(row.key, col.key)] = tc
             if row.reference:
                 tc.skipped = f"not run in disentbench: {row.reference}"
+                continue
+            if col.unavailable:
+                tc.skipped = f"not measurable in disentbench: {col.unavailable}"
                 continue
             if row.method in missing_weights:
                 tc.skipped = f"method {row.method!r} cannot run here: {missing_weights[row.method]}"

@@ -36,6 +36,10 @@ class TrainOptions:
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
     num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
     max_steps: int = 0  # stop each stage after this many steps (smoke tests); 0 = no limit
+    # the training budget in images seen, all stages together, split across the stages in proportion
+    # to their nominal sizes (epochs x images per epoch) and rounded to whole batches; it replaces the
+    # stages' epochs (fewer or more), so that methods compared on one scale see as many images; 0 = off
+    max_images: int = 0
 
     # options that change how fast, not what is computed: left out of a run's config hash
     NON_SEMANTIC = ("device", "data_on_device", "checkpoint_every", "num_threads", "compile")
@@ -365,6 +369,7 @@ class Trainer:
         if state and start_stage >= len(stages):  # every stage finished before the interruption
             method.load_state_dict(state["method"])
         images_seen, t0 = 0, time.perf_counter()
+        budget = self.budget_steps(stages) if self.options.max_images else None
         method.train()
         for s_idx, stage in enumerate(stages):
             if s_idx < start_stage:
@@ -378,7 +383,8 @@ class Trainer:
             group = getattr(stage.sampler, "group_size", 1)
             global_batch = stage.batch_size * self.world  # batch_size is per process, as in DDP
             n_batches = len(stage.sampler.batches(np.random.default_rng([self.seed, s_idx, 0]), self.train, self.labels, global_batch))
-            total = stage.epochs * n_batches
+            total = stage.epochs * n_batches if budget is None else budget[s_idx]
+            n_epochs = stage.epochs if budget is None else max(1, -(-total // max(1, n_batches)))
             if self.options.max_steps:
                 total = min(total, self.options.max_steps)
             ctx = StepContext(optimizers, self.device, self.options.precision, generator, total, self.world)
@@ -395,7 +401,7 @@ class Trainer:
             bar = tqdm(total=total, initial=ctx.step, desc=f"{type(method).__name__}:{stage.name}",
                        disable=not self.progress or self.rank != 0, leave=False, dynamic_ncols=True)
             done = ctx.step >= total
-            for epoch in range(start_epoch, stage.epochs):
+            for epoch in range(start_epoch, n_epochs):
                 if done:
                     break
                 ctx.epoch = epoch
@@ -430,7 +436,44 @@ class Trainer:
             state = None
         method.eval()
         seconds = time.perf_counter() - t0
-        return TrainResult(log=log, seconds=seconds, images=images_seen, steps=steps, resumed_from_step=resumed_from)
+        result = TrainResult(log=log, seconds=seconds, images=images_seen, steps=steps, resumed_from_step=resumed_from)
+        epoch_steps = {st.name: len(st.sampler.batches(np.random.default_rng([self.seed, k, 0]), self.train, self.labels,
+                                                       st.batch_size * self.world)) for k, st in enumerate(stages)}
+        result.info["last_epoch"] = last_epoch_means(log, epoch_steps)
+        if budget is not None:
+            result.info["budget"] = {"max_images": self.options.max_images,
+                                     "steps": {st.name: n for st, n in zip(stages, budget)}}
+        return result
+
+    def budget_steps(self, stages: list[Stage]) -> list[int]:
+        """Steps per stage for ``max_images``: the budget split in proportion to the stages' nominal
+        sizes (epochs x images per epoch), each share rounded to whole batches (at least one) so
+        that the running total stays within half a batch of the running target."""
+        sizes, per_batch = [], []
+        for s_idx, stage in enumerate(stages):
+            batches = stage.sampler.batches(np.random.default_rng([self.seed, s_idx, 0]), self.train, self.labels,
+                                            stage.batch_size * self.world)
+            per_batch.append(max(1.0, sum(len(b) for b in batches) / max(1, len(batches))))
+            sizes.append(stage.epochs * per_batch[-1] * len(batches))
+        total_size = sum(sizes) or 1.0
+        steps, planned, target = [], 0.0, 0.0
+        for size, batch in zip(sizes, per_batch):
+            target += self.options.max_images * size / total_size
+            n = max(1, round((target - planned) / batch)) if size > 0 else 0  # a stage of 0 epochs stays off
+            steps.append(n)
+            planned += n * batch
+        return steps
+
+
+def last_epoch_means(log: list[dict[str, Any]], epoch_steps: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Per stage, each logged term averaged over the stage's last epoch's worth of steps (how the
+    objective ended; paper tables read e.g. ``method_info.last_epoch.latent.reconstruction``)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, n in epoch_steps.items():
+        rows = [row for row in log if row.get("stage") == name][-max(1, n):]
+        keys = dict.fromkeys(k for row in rows for k in row if k not in ("stage", "epoch", "step"))
+        out[name] = {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
+    return {k: v for k, v in out.items() if v}
 
 
 def options_dict(options: TrainOptions, *, semantic_only: bool = False) -> dict[str, Any]:

@@ -183,7 +183,7 @@ def test_every_shipped_paper_suite_validates_at_every_scale_and_plans(name):
         for col in suite.columns:
             tc = plan.cells[(row.key, col.key)]
             assert bool(tc.skipped) or tc.runs, (row.key, col.key)
-            assert all(c.config["train"]["max_steps"] > 0 for c in tc.runs)  # quick is bounded
+            assert all(c.config["train"]["max_images"] > 0 for c in tc.runs)  # quick is bounded (a budget)
 
 
 def test_the_issue_lists_these_suites():
@@ -214,7 +214,8 @@ def test_plan_shares_runs_between_columns_and_layers_settings(tmp_path):
     drnet = plan.cells[("drnet", "mse")].runs[0].config
     assert drnet["method"]["lr"] == 0.5 and drnet["method"]["batch_size"] == 6  # row settings, then --set
     assert drnet["train"]["max_steps"] == 2  # the scale's
-    assert pt.overrides_note(plan) == "settings differ: set on the command line: drnet.batch_size=6"
+    assert pt.overrides_note(plan) == ("settings differ: set on the command line: drnet.batch_size=6; "
+                                       "no Δ against the published numbers (Kendall τ still compares the ranking)")
     assert plan.cells[("other", "mse")].skipped == "not run in disentbench: not in disentbench"
     # the chance row reads LORD's runs: no run of its own
     assert [c.run_id for c in plan.cells[("chance", "cars")].runs] == [c.run_id for c in plan.cells[("lord", "cars")].runs]
@@ -242,7 +243,7 @@ def test_scale_settings_from_another_suite(tmp_path):
     suite = write_suite(tmp_path, text)
     settings, seeds = scale_settings(suite, "quick", REGS)
     quick = REGS.suites.get("quick").load().settings
-    assert settings["lord"] == quick["lord"] and settings["train"] == {"max_steps": 2} and seeds == [0, 1]
+    assert settings["lord"] == quick["lord"] and settings["train"] == {**quick["train"], "max_steps": 2} and seeds == [0, 1]
     paper, seeds = scale_settings(suite, "paper", REGS)
     assert paper == {} and seeds == [0, 1]
 
@@ -268,9 +269,9 @@ def _record(run_id, *, mse=None, lpips=None, rand=None, leak=None, failed=False)
     return record
 
 
-def _fixture(tmp_path):
+def _fixture(tmp_path, scale="quick"):
     suite = write_suite(tmp_path)
-    plan = plan_suite(suite, REGS, scale="quick", check_data=False)
+    plan = plan_suite(suite, REGS, scale=scale, check_data=False)
     for tc in plan.cells.values():
         if tc.column == "cars" and not tc.skipped:
             tc.data_missing = "dataset 'cars3d': list.txt not found under /data/cars3d. Put it there."
@@ -291,16 +292,16 @@ Table 9: Transfer error and leakage (published numbers typed in from `paper.txt`
 
 A small paper table for tests
 
-Scale: **quick**; seeds 0, 1. Each cell: measured mean ± std over seeds (the paper's number) and Δ = (measured − published) / published. `n/a`: not measured, for the reason in its note; `—`: a row the paper reports that disentbench does not run. ↑/↓: higher/lower is better.
+Scale: **quick**; seeds 0, 1. Each cell: measured mean ± std over seeds (the paper's number) and, only where the cell is measured as the paper measured it (its settings, evaluator and data), Δ = (measured − published) / published. `n/a`: not measured, for the reason in its note; `—`: a row the paper reports that disentbench does not run. ↑/↓: higher/lower is better.
 
-| method             | Synth: MSE ↓                          | Synth: LPIPS ↓                           | Cars3D y ← c ↓                                       |
-|--------------------|---------------------------------------|------------------------------------------|------------------------------------------------------|
-| Autoencoder        | 0.0700 ± 0.0141 (0.05) Δ +40% [1][2]  | 0.120 ± 0.0141 (0.3) Δ -60% [1][2][3][4] | 0.900 ± 0.0707 (0.9) Δ +0% [1][2][5][6]              |
-| DrNet              | 0.0300 (0.02) Δ +50% [1][2][7]        | 0.0900 (0.2) Δ -55% [1][2][3][4][7]      | 0.300 (< 0.01) Δ +2900% [1][2][5][6][7]              |
-| LORD               | 0.0110 ± 0.00141 (0.01) Δ +10% [1][2] | n/a (0.1) [8]                            | 0.00600 ± 0.00141 (< 0.01) within bound [1][2][5][6] |
-| Other et al.       | — (0.03) [9]                          | — (—) [9]                                | — (0.5) [9]                                          |
-| Chance             | 0.0110 ± 0.00141 (—) [1][2][10]       | n/a (—) [8]                              | 0.100 ± 0 (< 0.01) Δ +900% [1][2][5][6]              |
-| Kendall τ vs paper | 1.00 (3 rows), agrees                 | 1.00 (2 rows), agrees                    | n/a (stand-in data)                                  |
+| method             | Synth: MSE ↓                    | Synth: LPIPS ↓                    | Cars3D y ← c ↓                          |
+|--------------------|---------------------------------|-----------------------------------|-----------------------------------------|
+| Autoencoder        | 0.0700 ± 0.0141 (0.05) [1][2]   | 0.120 ± 0.0141 (0.3) [1][2][3][4] | 0.900 ± 0.0707 (0.9) [1][2][5][6]       |
+| DrNet              | 0.0300 (0.02) [1][2][7]         | 0.0900 (0.2) [1][2][3][4][7]      | 0.300 (< 0.01) [1][2][5][6][7]          |
+| LORD               | 0.0110 ± 0.00141 (0.01) [1][2]  | n/a (0.1) [8]                     | 0.00600 ± 0.00141 (< 0.01) [1][2][5][6] |
+| Other et al.       | — (0.03) [9]                    | — (—) [9]                         | — (0.5) [9]                             |
+| Chance             | 0.0110 ± 0.00141 (—) [1][2][10] | n/a (—) [8]                       | 0.100 ± 0 (< 0.01) [1][2][5][6]         |
+| Kendall τ vs paper | 1.00 (3 rows), agrees           | 1.00 (2 rows), agrees             | n/a (stand-in data)                     |
 
 Reference points of the measured runs (chance: 1 / number of labels; majority: share of the most frequent label scored):
 
@@ -310,11 +311,11 @@ Ranking: the methods rank exactly as in the paper (τ = 1) in 2 of 2 column(s) w
 
 ### Notes
 
-1. settings differ: quick scale (tiny settings); 2 seed(s). Not the paper's settings, so not comparable in absolute value
+1. settings differ: quick scale (tiny settings); 2 seed(s). Not the paper's settings, so not comparable in absolute value: no Δ against the published numbers (Kendall τ still compares the ranking)
 2. protocol differs: all methods share one architecture
-3. evaluator differs: lpips_transfer: pretrained weights 'alexnet' are missing: put alexnet-owt-7be5be79.pth into /w (for Autoencoder; one evaluator serves the whole column); measured instead with lpips_random (LPIPS with a seeded random AlexNet backbone and the lpips package's real linear heads, on the pairs of lpips_transfer: its offline stand-in when the ImageNet AlexNet weights are missing (compare methods with each other, not with published LPIPS))
+3. evaluator differs: lpips_transfer: pretrained weights 'alexnet' are missing: put alexnet-owt-7be5be79.pth into /w (for Autoencoder; one evaluator serves the whole column); measured instead with lpips_random (LPIPS with a seeded random AlexNet backbone and the lpips package's real linear heads, on the pairs of lpips_transfer: its offline stand-in when the ImageNet AlexNet weights are missing (compare methods with each other, not with published LPIPS)); no Δ against the published numbers (Kendall τ still compares the ranking)
 4. lpips_random: random backbone
-5. data differs: measured on 'synth3d', a stand-in for 'cars3d', which is not available here (dataset 'cars3d': list.txt not found under /data/cars3d. Put it there.); not comparable with the published value
+5. data differs: measured on 'synth3d', a stand-in for 'cars3d', which is not available here (dataset 'cars3d': list.txt not found under /data/cars3d. Put it there.); not comparable with the published value: no Δ against the published numbers, and left out of Kendall τ
 6. protocol differs (Cars3D y ← c): a column note
 7. 1 of 2 planned seeds have a value (run failed: RuntimeError: boom)
 8. lpips_transfer: pretrained weights 'alexnet' are missing: put alexnet-owt-7be5be79.pth into /w (for Autoencoder; one evaluator serves the whole column); fallback lpips_random: not computed
@@ -343,12 +344,63 @@ def test_without_records_every_cell_says_how_to_get_it(tmp_path):
     assert "cannot be compared" in out
 
 
+def _cell(out, row, column):
+    lines = [line for line in out.splitlines() if line.startswith(f"| {row} ")]
+    header = next(line for line in out.splitlines() if line.startswith("| method"))
+    names = [h.strip() for h in header.split("|")[1:-1]]
+    return lines[0].split("|")[1:-1][names.index(column)].strip()
+
+
+def test_no_delta_at_a_scale_other_than_the_papers(tmp_path):
+    suite, plan, records = _fixture(tmp_path)  # quick scale
+    out = pt.render(suite, plan, records, pt.MetricInfo.from_registries(REGS))
+    assert "Δ +" not in out and "Δ -" not in out and "within bound" not in out
+    assert _cell(out, "LORD", "Synth: MSE ↓").startswith("0.0110 ± 0.00141 (0.01) [1]")
+    assert "quick scale (tiny settings); 2 seed(s). Not the paper's settings, so not comparable in absolute value: " \
+           "no Δ against the published numbers (Kendall τ still compares the ranking)" in out
+    assert "1.00 (3 rows), agrees" in out  # the ranking is still compared
+
+
+def test_at_the_papers_scale_delta_only_where_evaluator_and_data_are_the_papers(tmp_path):
+    suite, plan, records = _fixture(tmp_path, "paper")
+    out = pt.render(suite, plan, records, pt.MetricInfo.from_registries(REGS))
+    assert _cell(out, "LORD", "Synth: MSE ↓").startswith("0.0110 ± 0.00141 (0.01) Δ +10%")
+    assert _cell(out, "Autoencoder", "Synth: MSE ↓").startswith("0.0700 ± 0.0141 (0.05) Δ +40%")
+    # the LPIPS column is measured with the random-backbone stand-in evaluator: no Δ, τ stays
+    lpips = _cell(out, "Autoencoder", "Synth: LPIPS ↓")
+    assert lpips.startswith("0.120 ± 0.0141 (0.3) [") and "Δ" not in lpips
+    assert "measured instead with lpips_random" in out and "1.00 (2 rows), agrees" in out
+    # stand-in data: no Δ (and, as before, no τ); a bound the value meets is no comparison either
+    assert "Δ" not in _cell(out, "DrNet", "Cars3D y ← c ↓") and "within bound" not in out
+    assert "not comparable with the published value: no Δ against the published numbers, and left out of " \
+           "Kendall τ" in out
+
+
 def test_gaps_list_every_measured_cell_with_a_number(tmp_path):
-    suite, plan, records = _fixture(tmp_path)
+    suite, plan, records = _fixture(tmp_path, "paper")
     gaps = pt.gaps(suite, plan, records, pt.MetricInfo.from_registries(REGS))
     lord = [g for g in gaps if g["row"] == "LORD" and g["column"] == "Synth: MSE"][0]
-    assert lord["relative"] == pytest.approx(0.1) and lord["published"] == "0.01"
+    assert lord["relative"] == pytest.approx(0.1) and lord["published"] == "0.01" and not lord["not_comparable"]
     assert all(g["published"] != "—" for g in gaps)
+    ae = [g for g in gaps if g["row"] == "Autoencoder" and g["column"] == "Synth: LPIPS"][0]
+    assert ae["relative"] is None and "stand-in evaluator lpips_random" in ae["not_comparable"]
+    (tmp_path / "q").mkdir()
+    quick = pt.gaps(*_fixture(tmp_path / "q"), pt.MetricInfo.from_registries(REGS))
+    assert quick and all(g["relative"] is None and "quick scale" in g["not_comparable"] for g in quick)
+
+
+def test_paper_pages_show_images_seen_and_footnote_an_unequal_budget(tmp_path):
+    suite, plan, records = _fixture(tmp_path, "paper")
+    for r in records:
+        if r["status"] == "finished":
+            r["timings"] = {"images_seen": 19200 if "/lord/" in r["run_id"] else 6144}
+    out = pt.render(suite, plan, records, pt.MetricInfo.from_registries(REGS))
+    assert _cell(out, "Autoencoder", "images seen") == "6144" and _cell(out, "Other et al.", "images seen") == "—"
+    lord = _cell(out, "LORD", "images seen")
+    assert lord.startswith("19200 [") and "unequal training budget: 19200 images seen, against the table's " \
+        "median of 6144" in out
+    (tmp_path / "q").mkdir()
+    assert "images seen" not in pt.render(*_fixture(tmp_path / "q", "paper"), pt.MetricInfo.from_registries(REGS))
 
 
 def test_kendall_tau_and_relative_difference():
@@ -417,7 +469,8 @@ def test_cli_runs_a_plugin_suite_and_renders_its_table(tmp_path, monkeypatch, ca
     page = (tmp_path / "lb" / "tiny-paper.md").read_text()
     assert page.startswith(pt.MARKER.format(name="tiny-paper", scale="quick"))
     ae = [line for line in page.splitlines() if line.startswith("| Tiny AE")][0]
-    assert "(0.02) Δ" in ae and "(0.5) Δ" in ae and "n/a (0.1)" in ae
+    assert "(0.02) [" in ae and "(0.5) [" in ae and "n/a (0.1)" in ae and "Δ" not in ae  # quick scale: no Δ
+    assert ae.rstrip(" |").endswith("| 16")  # images seen: the scale's 2 steps of the tiny AE's batch of 8
     assert "run failed: RuntimeError: this method always fails" in page
     assert "data not available here: dataset 'celeba'" in page and "not run in disentbench: not implemented here" in page
     index = (tmp_path / "lb" / "README.md").read_text()

@@ -144,7 +144,7 @@ class LORD(BaseMethod):
         if c.regularization == "kl":
             z = reparameterize(mean, logvar, ctx.randn(*mean.shape))
             kl = kl_standard_normal(mean, logvar).mean()
-            return z, c.kl_weight * kl, {"kl": kl.detach()}
+            return z, c.kl_weight * kl, {"kl": kl.detach(), "content_decay": mean.pow(2).sum(dim=1).mean().detach()}
         if c.regularization == "none":
             return mean, mean.new_zeros(()), {}
         noisy = mean + c.content_std * ctx.randn(*mean.shape)  # eq. 6: z ~ N(0, σ²I)
