@@ -43,10 +43,12 @@ JUDGE_VERSION = 1  # bump when the judges' networks or training change, so cache
 @dataclass
 class SwapConfig:
     split: str = "test"
-    channels: int = 32  # width of each judge (preservation's EvaluatorNet)
-    steps: int = 1500  # optimisation steps per judge (a budget in steps, not epochs)
+    channels: int = 16  # width of each judge (preservation's EvaluatorNet)
+    steps: int = 1000  # optimisation steps per judge (a budget in steps, not epochs)
     batch_size: int = 64
     lr: float = 2e-3
+    content_pool: str = "train+scored"  # the content judges' real images: "train+scored" or "scored" (objects
+    # without a canonical front, such as synth3d's, have poses defined only relative to each object)
     heldout_fraction: float = 0.2  # share of the scored split's images held out to measure the judges
     min_judge_accuracy: float = 0.5  # below this held-out accuracy (joint content; class) the metric is unavailable
     seed: int = 0  # the judges' own seed: the same judges for every method and run seed
@@ -116,8 +118,11 @@ def fit_judges(ctx: Any, config: SwapConfig) -> Judges:
     if not held.any():
         raise MetricUnavailable(f"split {config.split!r} has no class with 2 or more images to hold out for the judges")
     # content judges: every real image of the training split and the scored split's non-held-out part
-    pool_images = scored.images[~held] if config.split == "train" else np.concatenate([train.images, scored.images[~held]])
-    pool_factors = scored.factors[~held] if config.split == "train" else np.concatenate([train.factors, scored.factors[~held]])
+    if config.content_pool not in ("train+scored", "scored"):
+        raise ValueError(f"swap.content_pool must be 'train+scored' or 'scored', not {config.content_pool!r}")
+    scored_only = config.split == "train" or config.content_pool == "scored"
+    pool_images = scored.images[~held] if scored_only else np.concatenate([train.images, scored.images[~held]])
+    pool_factors = scored.factors[~held] if scored_only else np.concatenate([train.factors, scored.factors[~held]])
     class_labels = np.searchsorted(class_ids, scored.classes)
 
     key_data = {"version": JUDGE_VERSION, "options": config.judge_options(), "split": config.split,
