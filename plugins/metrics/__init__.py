@@ -70,10 +70,11 @@ METRICS: list[MetricSpec] = [
         name="keypoint_error",
         target="disentbench_plugins.metrics.keypoints:KeypointError",
         description="Distance between body keypoints of the pose input and of the generated image, mean ± std "
-                    "in % of image width (rePose); backend mmpose (HRNet, weights hrnet_w32_coco) or mediapipe "
+                    "in % of image width (rePose), keypoints missing in the generated image counted as the image "
+                    "diagonal, with the share detected; backend mmpose (HRNet, weights hrnet_w32_coco) or mediapipe "
                     "(bundled BlazePose); datasets of people only",
         keys={"mean": "min", "std": "info", "mean_reconstruction": "min", "std_reconstruction": "info",
-              "n_images": "info", "detected": "info"},
+              "n_images": "info", "detected": "info", "detected_reconstruction": "info"},
         paper=ESSER_PAPER,
     ),
     MetricSpec(
