@@ -247,7 +247,7 @@ def test_fid_matches_the_frechet_distance_of_the_same_inception_features(kaiming
     ours = frechet_inception_distance(a, b, kaiming_inception, device=CPU, feature_layer="64")
     features = _inception_features(kaiming_inception, np.concatenate([a, a[..., ::-1], b]), "64").reshape(3, 6, -1)
     expected = frechet_distance(features[0], features[2])
-    assert expected > 1.0  # non-trivial
+    assert expected > 0.1  # non-trivial (1.013 here)
     assert ours == pytest.approx(expected, rel=1e-4)
     assert frechet_distance(features[1], features[2]) != pytest.approx(ours, rel=1e-2)  # BGR input: another value
 
@@ -384,7 +384,8 @@ def test_keypoint_error_counts_outputs_without_a_person_as_the_largest_error(mon
 
     class Detector(_Centroid):
         def detect(self, images):
-            found = super().detect(images)
+            with np.errstate(invalid="ignore"):  # a black image has no centroid
+                found = super().detect(images)
             found[images.reshape(len(images), -1).max(1) == 0] = np.nan  # nothing in a black image
             return found
 
