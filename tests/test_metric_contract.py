@@ -17,7 +17,7 @@ from conftest import TINY
 REGS = load_registries()
 QUICK = REGS.suites.get("quick").load().settings
 # smaller still than the quick suite for the evaluators trained here (seconds, same code path)
-FAST = {name: {"channels": 8, "epochs": 2, "batch_size": 16} for name in ("id_preservation", "pose_preservation")}
+FAST = {name: {"channels": 8, "steps": 4, "batch_size": 16} for name in ("id_preservation", "pose_preservation")}
 
 
 @pytest.mark.parametrize("name", REGS.metrics.names())

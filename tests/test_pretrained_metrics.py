@@ -312,7 +312,7 @@ def test_keypoint_metric_end_to_end_with_a_stub_detector(monkeypatch):
     v = entry["values"]
     assert v["mean"] == pytest.approx(4 / 32 * 100) and v["std"] == pytest.approx(0, abs=1e-9)
     assert v["mean_reconstruction"] == pytest.approx(0, abs=1e-9) and v["n_images"] == 10 and v["detected"] == 1.0
-    assert entry["notes"] == "stub detector"
+    assert entry["notes"].startswith("stub detector; ") and "image diagonal" in entry["notes"]
 
 
 def test_keypoint_error_without_any_backend_says_what_each_needs(oracle_ctx, monkeypatch):

@@ -74,26 +74,31 @@ METRICS: list[MetricSpec] = [
         name="keypoint_error",
         target="disentbench_plugins.metrics.keypoints:KeypointError",
         description="Distance between body keypoints of the pose input and of the generated image, mean ± std "
-                    "in % of image width (rePose); backend mmpose (HRNet, weights hrnet_w32_coco) or mediapipe "
+                    "in % of image width (rePose), keypoints missing in the generated image counted as the image "
+                    "diagonal, with the share detected; backend mmpose (HRNet, weights hrnet_w32_coco) or mediapipe "
                     "(bundled BlazePose); datasets of people only",
         keys={"mean": "min", "std": "info", "mean_reconstruction": "min", "std_reconstruction": "info",
-              "n_images": "info", "detected": "info"},
+              "n_images": "info", "detected": "info", "detected_reconstruction": "info"},
         paper=ESSER_PAPER,
     ),
     MetricSpec(
         name="id_preservation",
         target="disentbench_plugins.metrics.preservation:IdPreservation",
         description="Mean sigmoid affinity between generated and identity images under a triplet-loss identity "
-                    "embedding trained here on the training identities (cached per dataset)",
-        keys={"score": "max", "real_same": "info", "real_different": "info", "n_pairs": "info"},
+                    "embedding trained here on the training identities for a budget of steps (cached per dataset), "
+                    "given only if its verification AUC on real held-out images passes a threshold",
+        keys={"score": "max", "real_same": "info", "real_different": "info", "n_pairs": "info",
+              "verification_auc": "info"},
         paper=XIAO_PAPER,
     ),
     MetricSpec(
         name="pose_preservation",
         target="disentbench_plugins.metrics.preservation:PosePreservation",
-        description="Probability a pose classifier trained here on the pose factors (cached per dataset) gives "
-                    "generated images for their pose image's pose; accuracy, and its accuracy on real images",
-        keys={"score": "max", "accuracy": "max", "real_accuracy": "info", "n_pairs": "info"},
+        description="Probability a pose classifier trained here on the pose factors for a budget of steps (cached "
+                    "per dataset) gives generated images for their pose image's pose; accuracy, and its accuracy "
+                    "on real held-out images against chance, which must pass a threshold",
+        keys={"score": "max", "accuracy": "max", "real_accuracy": "info", "chance_accuracy": "info",
+              "n_pairs": "info"},
         requires=("factors",),
         paper=XIAO_PAPER,
     ),

@@ -19,7 +19,7 @@ import torch
 from disentbench.contracts import MetricResult, MetricUnavailable
 
 from disentbench_plugins.metrics.lpips_transfer import protocol_note
-from disentbench_plugins.metrics.pretrained import rgb, safe_load, weight_path
+from disentbench_plugins.metrics.pretrained import check_images, rgb, safe_load, weight_path
 
 KEY_FID = "fid"
 KEY_N_IMAGES = "n_images"
@@ -54,6 +54,8 @@ def frechet_inception_distance(generated: np.ndarray, real: np.ndarray, weights:
     """FID between two uint8 image sets with torch-fidelity and the Inception file ``weights``."""
     import torch_fidelity
 
+    generated = check_images(generated, "frechet_inception_distance (generated)")
+    real = check_images(real, "frechet_inception_distance (real)")
     if min(len(generated), len(real)) < 2:
         raise MetricUnavailable(f"FID needs at least 2 images per set; got {len(generated)} and {len(real)}")
     safe_load(weights)  # refuse a file that would need unsafe unpickling before torch-fidelity loads it

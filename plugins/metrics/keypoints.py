@@ -1,8 +1,11 @@
 """Pose keypoint error of generated images (Esser et al. 2019, Table 2 "rePose"): a human keypoint
 detector runs on the pose input x_j and on the generated G(appearance of x_i, pose of x_j); the
-error of an image is the mean Euclidean distance between the keypoints found in both, in % of the
-image width; reported as mean ± std over images. "Reconstruction" does the same for x_j and
-decode(encode(x_j)).
+error of an image is the mean Euclidean distance over the keypoints found in x_j, in % of the
+image width; reported as mean ± std over images. A keypoint the detector does not find in the
+generated image counts as the largest error there is (the image diagonal), so an output that hides
+its person scores worst instead of being left out; ``detected`` is the share of keypoints found.
+Pose inputs in which no person is found (real images) are left out and counted in the notes.
+"Reconstruction" does the same for x_j and decode(encode(x_j)).
 
 Esser et al. used OpenPose. Backends here share one interface, :class:`KeypointDetector`:
 ``mmpose`` (HRNet-W32 on COCO, the registered ``hrnet_w32_coco`` weights; mmpose needs mmcv, an
@@ -19,7 +22,7 @@ import numpy as np
 
 from disentbench.contracts import MetricResult, MetricUnavailable
 
-from disentbench_plugins.metrics.pretrained import check_dataset, rgb, weight_path
+from disentbench_plugins.metrics.pretrained import check_dataset, check_images, rgb, weight_path
 
 KEY_MEAN = "mean"
 KEY_STD = "std"
@@ -27,6 +30,7 @@ KEY_MEAN_RECON = "mean_reconstruction"
 KEY_STD_RECON = "std_reconstruction"
 KEY_N_IMAGES = "n_images"
 KEY_DETECTED = "detected"
+KEY_DETECTED_RECON = "detected_reconstruction"
 COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
                   "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
                   "left_knee", "right_knee", "left_ankle", "right_ankle")
@@ -80,7 +84,7 @@ class MediaPipeDetector:
         from mediapipe.python.solutions import pose
         from tqdm.auto import tqdm
 
-        images, factor = _upscale(rgb(images), self.min_size)
+        images, factor = _upscale(rgb(check_images(images, f"{type(self).__name__}.detect")), self.min_size)
         h, w = images.shape[1:3]
         out = np.full((len(images), len(MEDIAPIPE_TO_COCO), 2), np.nan)
         with pose.Pose(static_image_mode=True, model_complexity=1) as model:
@@ -128,7 +132,7 @@ class MMPoseDetector:
         from mmpose.apis import inference_topdown
         from tqdm.auto import tqdm
 
-        images, factor = _upscale(rgb(images), self.min_size)
+        images, factor = _upscale(rgb(check_images(images, f"{type(self).__name__}.detect")), self.min_size)
         h, w = images.shape[1:3]
         box = np.array([[0, 0, w, h]], dtype=np.float32)
         out = np.full((len(images), len(COCO_KEYPOINTS), 2), np.nan)
@@ -142,17 +146,23 @@ class MMPoseDetector:
         return out
 
 
-def keypoint_distances(a: np.ndarray, b: np.ndarray, width: int) -> tuple[np.ndarray, float]:
-    """Per image, the mean distance between the keypoints found in both ``a`` and ``b`` ((N, K, 2),
-    NaN = not found), in % of ``width``; NaN for an image without a shared keypoint. Also the share
-    of the keypoints found in ``a`` that were found in ``b``."""
+def keypoint_distances(a: np.ndarray, b: np.ndarray, width: int, *,
+                       undetected: float | None = None) -> tuple[np.ndarray, float]:
+    """Per image, the mean distance between the keypoints of ``a`` and ``b`` ((N, K, 2), NaN = not
+    found), in % of ``width``, over the keypoints found in ``a``. A keypoint found in ``a`` but not
+    in ``b`` counts as ``undetected`` pixels (the metric passes the image diagonal, the largest
+    error there is); with ``undetected=None`` it is left out, and an image without a shared keypoint
+    is NaN. Also the share of the keypoints found in ``a`` that were found in ``b``."""
     found_a = np.isfinite(a).all(-1)
     both = found_a & np.isfinite(b).all(-1)
     dist = np.linalg.norm(np.nan_to_num(a) - np.nan_to_num(b), axis=-1)
-    count = both.sum(1)
-    with np.errstate(invalid="ignore"):
-        per_image = np.where(count > 0, (dist * both).sum(1) / np.maximum(count, 1), np.nan) * 100.0 / width
     detected = float(both.sum() / found_a.sum()) if found_a.any() else 0.0
+    scored = both
+    if undetected is not None:  # no survivorship: a keypoint the output lost is the worst error, not skipped
+        dist, scored = np.where(both, dist, float(undetected)), found_a
+    count = scored.sum(1)
+    with np.errstate(invalid="ignore"):
+        per_image = np.where(count > 0, (dist * scored).sum(1) / np.maximum(count, 1), np.nan) * 100.0 / width
     return per_image, detected
 
 
@@ -234,13 +244,21 @@ class KeypointError:
         if not usable.any():
             raise MetricUnavailable(f"the keypoint detector found no person in the {n} pose inputs of split {c.split!r}")
         generated = ctx.transferred(c.split, need_targets=False)[:n]
-        per_image, detected = keypoint_distances(pose_kp[usable], detector.detect(generated[usable]), width)
-        values = {KEY_MEAN: float(np.nanmean(per_image)) if np.isfinite(per_image).any() else float("nan"),
-                  KEY_STD: float(np.nanstd(per_image)) if np.isfinite(per_image).any() else float("nan"),
+        diagonal = float(np.hypot(*split.images.shape[1:3]))
+        # every pose input with a person is scored: keypoints missing in the output count as the diagonal
+        per_image, detected = keypoint_distances(pose_kp[usable], detector.detect(generated[usable]), width,
+                                                 undetected=diagonal)
+        values = {KEY_MEAN: float(per_image.mean()), KEY_STD: float(per_image.std()),
                   KEY_N_IMAGES: float(usable.sum()), KEY_DETECTED: detected}
         if c.reconstruction:
             recon = ctx.reconstructed_at(c.split, pose_idx[usable])
-            per_recon, _ = keypoint_distances(pose_kp[usable], detector.detect(recon), width)
-            values[KEY_MEAN_RECON] = float(np.nanmean(per_recon)) if np.isfinite(per_recon).any() else float("nan")
-            values[KEY_STD_RECON] = float(np.nanstd(per_recon)) if np.isfinite(per_recon).any() else float("nan")
-        return MetricResult(values, detector.note)
+            per_recon, values[KEY_DETECTED_RECON] = keypoint_distances(pose_kp[usable], detector.detect(recon), width,
+                                                                       undetected=diagonal)
+            values[KEY_MEAN_RECON], values[KEY_STD_RECON] = float(per_recon.mean()), float(per_recon.std())
+        notes = [detector.note,
+                 f"a keypoint found in the pose input but not in the output counts as the largest error, the image "
+                 f"diagonal ({100.0 * diagonal / width:.4g} % of the width); detected = the share found"]
+        if usable.sum() < n:
+            notes.append(f"{n - int(usable.sum())} of {n} pose inputs (real images) show no detectable person and "
+                         "are not scored")
+        return MetricResult(values, "; ".join(notes))

@@ -19,7 +19,7 @@ import torch
 from disentbench.contracts import MetricResult
 from disentbench.evaluation import to_float
 
-from disentbench_plugins.metrics.pretrained import rgb, safe_load, weight_path
+from disentbench_plugins.metrics.pretrained import check_pairs, rgb, safe_load, weight_path
 
 KEY_LPIPS = "lpips"
 KEY_N_PAIRS = "n_pairs"
@@ -58,7 +58,8 @@ def build_lpips(alexnet_state: dict[str, torch.Tensor] | None) -> torch.nn.Modul
 @torch.no_grad()
 def lpips_distances(model: torch.nn.Module, a: np.ndarray, b: np.ndarray, *, device: torch.device,
                     batch_size: int = 64) -> np.ndarray:
-    """Per-pair LPIPS between uint8 (N, H, W, C) image sets ``a`` and ``b``."""
+    """Per-pair LPIPS between uint8 (N, H, W, C) image sets ``a`` and ``b`` (anything else raises)."""
+    a, b = check_pairs(a, b, "lpips_distances")
     model = model.to(device)
     a, b = rgb(a), rgb(b)
     out = []

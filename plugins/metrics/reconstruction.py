@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from disentbench_plugins.metrics.pretrained import check_pairs
+
 
 @dataclass
 class ReconstructionConfig:
@@ -18,6 +20,6 @@ class Reconstruction:
         self.config = config or ReconstructionConfig()
 
     def compute(self, ctx) -> dict[str, float]:
-        original, reconstructed = ctx.reconstructed(self.config.split)
+        original, reconstructed = check_pairs(*ctx.reconstructed(self.config.split), "reconstruction")
         diff = original.astype(np.float32) / 255.0 - reconstructed.astype(np.float32) / 255.0
         return {"mse": float(np.mean(diff.reshape(len(diff), -1) ** 2, axis=1).mean())}

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from disentbench.contracts import MetricResult, MetricUnavailable
 from disentbench.evaluation import to_float
 
-from disentbench_plugins.metrics.pretrained import check_dataset, rgb, safe_load, weight_path
+from disentbench_plugins.metrics.pretrained import check_dataset, check_images, rgb, safe_load, weight_path
 
 KEY_MAP = "map"
 KEY_RANK1 = "rank1"
@@ -79,7 +79,7 @@ def embed(model: torch.nn.Module, images: np.ndarray, *, size: tuple[int, int], 
     model = model.to(device)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-    images = rgb(images)
+    images = rgb(check_images(images, "reid embed"))
     out = []
     for start in range(0, len(images), batch_size):
         x = to_float(images[start : start + batch_size], device)
@@ -88,18 +88,33 @@ def embed(model: torch.nn.Module, images: np.ndarray, *, size: tuple[int, int], 
     return torch.cat(out)
 
 
+def scorable_queries(query_ids: np.ndarray, query_cams: np.ndarray, gallery_ids: np.ndarray,
+                     gallery_cams: np.ndarray) -> np.ndarray:
+    """Which queries the Market-1501 protocol scores: those with at least one gallery image of their
+    identity from another camera (junk gallery entries, id < 0, do not count)."""
+    q_ids, q_cams = np.asarray(query_ids)[:, None], np.asarray(query_cams)[:, None]
+    g_ids, g_cams = np.asarray(gallery_ids)[None], np.asarray(gallery_cams)[None]
+    return ((g_ids == q_ids) & (g_cams != q_cams) & (g_ids >= 0)).any(1)
+
+
 def retrieval_scores(query: torch.Tensor, query_ids: np.ndarray, query_cams: np.ndarray,
                      gallery: torch.Tensor, gallery_ids: np.ndarray, gallery_cams: np.ndarray) -> tuple[float, float]:
     """(mAP %, rank-1 %) of the query features against the gallery features (Euclidean distance),
-    by torchreid's Market-1501 evaluation."""
+    by torchreid's Market-1501 evaluation: gallery images of the query's identity from the query's
+    camera are ignored, so are junk gallery entries (id < 0), and a query with no other image of
+    its identity in the gallery is not scored."""
     torchreid = import_torchreid()
-    distmat = torchreid.metrics.compute_distance_matrix(query, gallery, metric="euclidean").numpy()
-    valid = np.isin(query_ids, gallery_ids)
-    if not valid.any():
-        raise MetricUnavailable("no query identity appears in the gallery, so retrieval cannot be scored")
+    query_ids, query_cams = np.asarray(query_ids), np.asarray(query_cams)
+    gallery_ids, gallery_cams = np.asarray(gallery_ids), np.asarray(gallery_cams)
+    if not scorable_queries(query_ids, query_cams, gallery_ids, gallery_cams).any():
+        raise MetricUnavailable("no query identity appears in the gallery from another camera (or as another "
+                                "image), so retrieval cannot be scored")
+    keep = gallery_ids >= 0  # junk
+    distmat = torchreid.metrics.compute_distance_matrix(query, gallery[torch.from_numpy(keep)], metric="euclidean").numpy()
+    # max_rank=1: torchreid cuts each query's ranking to max_rank after removing that query's same-camera
+    # entries, so any longer cut fails (ragged rows) on a gallery of about max_rank images; only rank-1 is used
     cmc, mean_ap = torchreid.metrics.evaluate_rank(
-        distmat, np.asarray(query_ids), np.asarray(gallery_ids), np.asarray(query_cams), np.asarray(gallery_cams),
-        max_rank=min(50, len(gallery_ids)), use_cython=False,
+        distmat, query_ids, gallery_ids[keep], query_cams, gallery_cams[keep], max_rank=1, use_cython=False,
     )
     return 100.0 * float(mean_ap), 100.0 * float(cmc[0])
 
@@ -147,5 +162,10 @@ class ReIDMAP:
             recon = ctx.reconstructed_at(split_name, source)
             r_feat = embed(model, recon, size=size, device=ctx.device, batch_size=c.batch_size)
             values[KEY_MAP_RECON], values[KEY_RANK1_RECON] = retrieval_scores(r_feat, q_ids, q_cams, g_feat, g_ids, g_cams)
-        values[KEY_N_QUERIES] = float(n)
-        return MetricResult(values, NOTE)
+        scored = int(scorable_queries(q_ids, q_cams, g_ids, g_cams).sum())
+        values[KEY_N_QUERIES] = float(scored)
+        notes = [NOTE]
+        if scored < n:
+            notes.append(f"{n - scored} of {n} queries have no other image of their identity in the gallery "
+                         "(Market-1501 protocol) and are not scored")
+        return MetricResult(values, "; ".join(notes))

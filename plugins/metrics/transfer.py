@@ -9,6 +9,8 @@ import numpy as np
 
 from disentbench.contracts import MetricResult
 
+from disentbench_plugins.metrics.pretrained import check_pairs
+
 
 @dataclass
 class TransferErrorConfig:
@@ -25,8 +27,7 @@ class TransferError:
         from skimage.metrics import structural_similarity
 
         pairs = ctx.transfer_pairs(self.config.split)
-        generated = ctx.transferred(self.config.split)
-        target = pairs.targets
+        generated, target = check_pairs(ctx.transferred(self.config.split), pairs.targets, "transfer_error")
         diff = generated.astype(np.float32) / 255.0 - target.astype(np.float32) / 255.0
         mse = float(np.mean(diff.reshape(len(diff), -1) ** 2, axis=1).mean())
         multichannel = generated.shape[-1] > 1
