@@ -24,7 +24,8 @@ from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnav
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
-from disentbench.store import RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunLock, RunStore, atomic_write_bytes, now
+from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, NewerSchema, RunDir, RunLock, RunStore,
+                               atomic_write_bytes, now, quarantine, warn)
 
 HARNESS_SCOPES = ("train", "eval")
 
@@ -264,7 +265,12 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
     store = RunStore(Path(cell.out))
     rd = store.run_dir(cell.run_id)
     rank, world = dist_info()
-    existing = rd.read_record()
+    try:
+        existing = rd.read_record()  # a corrupt record is moved aside (with a warning) and the cell redone
+    except NewerSchema as exc:
+        return {"run_id": cell.run_id, "status": "failed", "method": cell.method, "dataset": cell.dataset,
+                "seed": cell.seed, "_skipped": True, "error": {"type": "NewerSchema", "message": str(exc),
+                                                               "traceback": ""}}
     lock = RunLock(rd)
     if existing is not None and existing.get("status") == "finished":
         decision = "finished"
@@ -307,16 +313,22 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
     options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
     method_cls = regs.methods.get(cell.method).load()
     method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
-    torch.manual_seed(cell.seed)
-    method = method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
-                        DataInfo.from_split(data.train)).to(device)
+
+    def build() -> Any:
+        torch.manual_seed(cell.seed)
+        return method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
+                          DataInfo.from_split(data.train)).to(device)
+
+    method = build()
     state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
     if leader and dist_info()[1] == 1 and not (state_path.exists() and summary_path.exists()):
         _adopt_training(cell, rd)
+    summary = None
     if state_path.exists() and summary_path.exists():  # trained before; evaluation had failed
-        method.load(state_path)
-        summary = json.loads(summary_path.read_text())
-    else:
+        summary = _load_trained(method, state_path, summary_path, leader)
+        if summary is None:  # moved aside: train again, from a freshly built method
+            method = build()
+    if summary is None:
         result = method.fit(data.train, options, seed=cell.seed, checkpoint=rd.path / "checkpoint.pt",
                             progress=cell.progress and leader)
         summary = {"train_seconds": result.seconds, "images_per_second": result.images_per_second,
@@ -329,6 +341,31 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
             (rd.path / "checkpoint.pt").unlink(missing_ok=True)
     method.eval()
     return method, summary
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
+def _load_trained(method: Any, state_path: Path, summary_path: Path, leader: bool) -> dict[str, Any] | None:
+    """The training summary after loading the saved state into ``method``; None when either file is
+    unusable (the leader moves it aside with a warning naming it, and the run trains again)."""
+    try:
+        summary = json.loads(summary_path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError(f"a JSON object was expected, found a {type(summary).__name__}")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        if leader:
+            quarantine(summary_path, f"not a training summary: {_first_line(exc)}; the run trains again")
+        return None
+    try:
+        method.load(state_path)
+    except Exception as exc:  # empty, truncated, not a torch file, or not this method's parameters
+        if leader:
+            quarantine(state_path, f"cannot be loaded: {_first_line(exc)}; the run trains again")
+        return None
+    return summary
 
 
 TRAINED_FILES = ("state.pt", "train_summary.json", "train_log.jsonl")
@@ -355,6 +392,16 @@ def _adopt_training(cell: Cell, rd: RunDir) -> None:
         except (OSError, ValueError, KeyError):
             continue
         if training_key(config) != key:
+            continue
+        try:  # copy only what loads: a corrupt sibling is not spread to this run
+            import torch
+
+            if not isinstance(json.loads((other / "train_summary.json").read_text()), dict):
+                raise ValueError("train_summary.json is not a JSON object")
+            if not isinstance(torch.load(other / "state.pt", map_location="cpu", weights_only=True), dict):
+                raise ValueError("state.pt is not a state dict")
+        except Exception as exc:
+            warn(f"not reusing the training of {other}: {_first_line(exc)}; this run trains itself")
             continue
         for name in TRAINED_FILES:
             if (other / name).is_file():

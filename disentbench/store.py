@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -100,6 +101,83 @@ def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+class CorruptFile(ValueError):
+    """A run store file that cannot be used: not JSON, truncated, empty or of the wrong shape."""
+
+
+class NewerSchema(ValueError):
+    """A record written by a newer disentbench: valid, but not readable here (kept where it is)."""
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr (what the command line prints for problems it works around)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def quarantine(path: Path, why: str) -> Path | None:
+    """Move a corrupt file aside as ``<name>.corrupt-<UTC time>`` (kept for inspection, ignored by
+    every reader) and warn, naming it and saying why. Returns the new path (None if it could not be moved)."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        os.replace(path, dest)
+    except FileNotFoundError:
+        return None  # another process moved it first
+    except OSError as exc:
+        warn(f"{path} is unusable ({why}); it could not be moved aside ({exc}), so it is ignored")
+        return None
+    warn(f"{path} is unusable ({why}); moved it aside to {dest.name} and carrying on without it")
+    return dest
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` is not a usable run record (None when it is): the keys every reader relies on."""
+    if not isinstance(record, dict):
+        return f"a record is a JSON object, this is a {type(record).__name__}"
+    if record.get("status") not in ("finished", "failed"):
+        return f"status is {record.get('status')!r}, not 'finished' or 'failed'"
+    for key, kind in (("run_id", str), ("method", str), ("dataset", str), ("seed", int)):
+        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+            return f"{key!r} is {record.get(key)!r}, not a {kind.__name__}"
+    if record["status"] == "finished":
+        if not isinstance(record.get("config_hash"), str):
+            return f"'config_hash' is {record.get('config_hash')!r}, not a str"
+        metrics = record.get("metrics")
+        if not isinstance(metrics, dict) or not all(
+                isinstance(m, dict) and isinstance(m.get("directions", {}), dict)
+                and isinstance(m.get("values", {}), dict) for m in metrics.values()):
+            return "'metrics' is not a mapping of metric name to {status, values, directions}"
+    return None
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """Read, upgrade and check one ``record.json``; raises :class:`CorruptFile` saying why it cannot be
+    used, :class:`NewerSchema` for a newer disentbench's record, FileNotFoundError if absent."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise CorruptFile("it is a directory") from None
+    if not raw.strip():
+        raise CorruptFile("the file is empty")
+    try:
+        record = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptFile(f"not valid JSON, truncated or corrupt: {exc}") from None
+    problem = record_problem(record)
+    if problem is None and record.get("schema_version", 0) > SCHEMA_VERSION:
+        raise NewerSchema(f"{path} was written with record schema {record['schema_version']}, newer than this "
+                          f"disentbench understands ({SCHEMA_VERSION}); upgrade disentbench to read it")
+    if problem is not None:
+        raise CorruptFile(f"not a run record: {problem}")
+    return upgrade(record)
+
+
 @dataclass
 class RunDir:
     path: Path
@@ -109,9 +187,14 @@ class RunDir:
         return self.path / RECORD
 
     def read_record(self) -> dict[str, Any] | None:
+        """The run's record, or None when there is none yet. A corrupt record is moved aside (with a
+        warning), so the run is redone; a newer disentbench's record raises :class:`NewerSchema`."""
         try:
-            return upgrade(json.loads(self.record_path.read_text()))
+            return load_record(self.record_path)
         except FileNotFoundError:
+            return None
+        except CorruptFile as exc:
+            quarantine(self.record_path, str(exc))
             return None
 
     @property
@@ -155,16 +238,24 @@ class RunStore:
 
 
 def read_records(roots: Iterable[Path]) -> list[dict[str, Any]]:
-    """Every run record under ``roots`` (upgraded to the current schema), with its directory."""
+    """Every run record under ``roots`` (upgraded to the current schema), with its directory. A
+    corrupt record is moved aside with a warning (its run is redone by the next sweep); a newer
+    disentbench's record is left out with a warning."""
     out = []
     for root in roots:
         for path in sorted(Path(root).glob(f"**/{RECORD}")):
             if "attempts" in path.parts:
                 continue
             try:
-                record = upgrade(json.loads(path.read_text()))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"run record {path} is not valid JSON ({exc}); delete that run directory") from None
+                record = load_record(path)
+            except FileNotFoundError:
+                continue  # moved aside or archived by a sweep while we listed
+            except CorruptFile as exc:
+                quarantine(path, str(exc))
+                continue
+            except NewerSchema as exc:
+                warn(f"{exc}; left out")
+                continue
             record["_dir"] = str(path.parent)
             out.append(record)
     return out

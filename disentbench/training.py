@@ -222,6 +222,20 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _checkpoint_problem(state: Any) -> str | None:
+    """Why ``state`` is not a checkpoint written by :meth:`Trainer._save` (None when it is)."""
+    if not isinstance(state, dict):
+        return f"not a checkpoint: a {type(state).__name__}, not a dict"
+    kinds = {"method": dict, "optimizers": dict, "scaler": dict, "generator": torch.Tensor, "position": (list, tuple),
+             "log": list}
+    bad = [k for k, kind in kinds.items() if not isinstance(state.get(k), kind)]
+    if bad:
+        return f"not a checkpoint: missing or malformed {', '.join(bad)}"
+    if len(state["position"]) != 5 or not all(isinstance(x, int) for x in state["position"]):
+        return f"not a checkpoint: position {state['position']!r} is not 5 integers"
+    return None
+
+
 class Trainer:
     """Runs a method's stages with the harness options; checkpoints to ``checkpoint`` and resumes."""
 
@@ -284,9 +298,23 @@ class Trainer:
         )
 
     def _load(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from; None when there is none, or when it is empty, truncated or
+        not a checkpoint of this loop (rank 0 moves it aside with a warning naming it)."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return None
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            problem = _checkpoint_problem(state)
+        except Exception as exc:
+            lines = str(exc).strip().splitlines()
+            problem = f"cannot be loaded: {type(exc).__name__}: {lines[0][:200] if lines else ''}"
+        if problem is None:
+            return state
+        if self.rank == 0:
+            from disentbench.store import quarantine
+
+            quarantine(self.checkpoint, f"{problem}; training starts from the beginning")
+        return None
 
     # -- the loop ---------------------------------------------------------------------------
     def _prepare(self) -> nn.Module:
