@@ -24,8 +24,8 @@ from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnav
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
-from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, NewerSchema, RunDir, RunLock, RunStore,
-                               atomic_write_bytes, now, quarantine, warn)
+from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, LockLost, NewerSchema, RunDir, RunLock, RunStore,
+                               atomic_write_bytes, guard, now, quarantine, warn)
 
 HARNESS_SCOPES = ("train", "eval")
 
@@ -296,8 +296,34 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
         if existing is not None:
             rd.archive_failed()
         return _execute_locked(cell, regs, rd)
+    except LockLost as exc:  # paused past the stale limit: another worker runs this cell now
+        warn(str(exc))
+        return {"run_id": cell.run_id, "status": "lost", "method": cell.method, "dataset": cell.dataset,
+                "seed": cell.seed, "_skipped": True, "reason": str(exc)}
     finally:
-        lock.release()
+        lock.release()  # only if it is still ours
+
+
+def record_failure(cell: Cell, error_type: str, message: str) -> dict[str, Any]:
+    """A failed record for a cell that could not record its own failure (its worker process died):
+    written to the run directory, unless the run finished meanwhile or a live worker holds it."""
+    record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
+    record.update(schema_version=SCHEMA_VERSION, run_id=cell.run_id, status="failed", method=cell.method,
+                  dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.config,
+                  metrics={}, timings={}, artifacts={}, started_at=now(), finished_at=now(),
+                  error={"type": error_type, "message": message, "traceback": ""})
+    rd = RunStore(Path(cell.out)).run_dir(cell.run_id)
+    lock = RunLock(rd)
+    if lock.acquire():  # the dead worker's lock is stale: its pid is gone
+        try:
+            if not rd.finished:
+                rd.archive_failed()
+                rd.write("record.json", record)
+        except (OSError, ValueError) as exc:
+            warn(f"could not record the failure of {cell.run_id}: {exc}")
+        finally:
+            lock.release()
+    return record
 
 
 def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, device: Any,
@@ -335,6 +361,7 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
                    "steps": result.steps, "resumed_from_step": result.resumed_from_step,
                    "peak_memory_mb": envmod.peak_memory_mb(device), "method_info": result.info}
         if leader:
+            guard(state_path)  # a worker that lost its lock while training writes nothing
             _write_log(rd.path / "train_log.jsonl", result.log)
             method.save(state_path)
             rd.write("train_summary.json", summary)
@@ -405,6 +432,7 @@ def _adopt_training(cell: Cell, rd: RunDir) -> None:
             continue
         for name in TRAINED_FILES:
             if (other / name).is_file():
+                guard(rd.path / name)
                 shutil.copyfile(other / name, rd.path / f".{name}.tmp")
                 os.replace(rd.path / f".{name}.tmp", rd.path / name)
         summary = json.loads((rd.path / "train_summary.json").read_text())
@@ -485,6 +513,8 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             raise RuntimeError("--require-metrics: unavailable metric(s): " + "; ".join(
                 f"{n}: {record['metrics'][n]['reason']}" for n in missing))
         record["status"] = "finished"
+    except LockLost:
+        raise  # another worker owns the run now: record nothing
     except Exception as exc:
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}

@@ -217,6 +217,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
+    from disentbench.store import guard
+
+    guard(path)  # raises LockLost if another worker took this run over while we were paused
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
