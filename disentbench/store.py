@@ -392,16 +392,18 @@ class RunLock:
         """Replace the stale lock whose content was ``seen``, unless another process is doing so or
         it has changed since it was judged stale."""
         marker = self.path.with_name("lock.takeover")
-        if not self._create(marker):
+        for attempt in range(2):
+            if self._create(marker):
+                break
             old = self._read(marker)
-            if old is not None and self._stale(old[0], old[1], self.TAKEOVER_STALE):
-                aside = marker.with_name(f".lock.takeover.{self.token}")
-                try:  # clear a dead taker's marker; the next attempt may take over
-                    os.replace(marker, aside)
-                    aside.unlink()
-                except OSError:
-                    pass
-            return False
+            if attempt or old is None or not self._stale(old[0], old[1], self.TAKEOVER_STALE):
+                return False  # another process is taking over right now
+            aside = marker.with_name(f".lock.takeover.{self.token}")
+            try:  # a taker died between creating and removing its marker: clear it and try once more
+                os.replace(marker, aside)
+                aside.unlink()
+            except OSError:
+                return False
         try:
             now_seen = self._read()
             if now_seen is None:

@@ -217,6 +217,17 @@ def test_an_empty_lock_is_judged_by_its_age(tmp_path):
     lock.release()
 
 
+def test_a_takeover_left_half_done_by_a_dead_taker_does_not_block_the_cell(tmp_path):
+    rd = RunDir(tmp_path)
+    dead = json.dumps({"host": socket.gethostname(), "pid": _dead_pid()})
+    (tmp_path / "lock").write_text(dead)
+    (tmp_path / "lock.takeover").write_text(dead)  # its taker died between creating and removing it
+    lock = RunLock(rd)
+    assert lock.acquire() and lock.mine() and not (tmp_path / "lock.takeover").exists()
+    lock.release()
+    assert not (tmp_path / "lock").exists()
+
+
 def test_a_live_owner_on_this_host_is_never_displaced(tmp_path):
     rd = RunDir(tmp_path)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -322,6 +333,18 @@ def test_an_incomplete_cache_entry_in_the_way_is_replaced(tmp_path):
     with cache.build() as writer:
         writer.save("a", np.arange(3))
     assert cache.load().arrays["a"].tolist() == [0, 1, 2]
+
+
+def test_the_sweep_summary_lists_each_failed_cell_and_why(tmp_path, monkeypatch, capsys, tiny):
+    from disentbench.cli import main
+
+    monkeypatch.setenv("DISENTBENCH_PLUGINS", "testplugins")
+    sets = [x for k, v in tiny["synth3d"].items() for x in ("--set", f"synth3d.{k}={v}")]
+    code = main(["run", "--methods", "failing", "--datasets", "synth3d", "--metrics", "reconstruction", "--seeds",
+                 "0", "--out", str(tmp_path / "runs"), "--no-leaderboard", "--quiet", *sets])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "  failed: failing on synth3d seed 0: RuntimeError: this method always fails (test plugin)" in out
 
 
 # -- worker death under --jobs --------------------------------------------------------------------
