@@ -99,6 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = [r for r in records if r.get("status") == "failed"]
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, "
           f"{len(failed)} failed, in {time.perf_counter() - t0:.0f} s", flush=True)
+    _print_failed(failed)
     if not args.no_leaderboard:
         path = leaderboard.write(read_records([Path(args.out)]), _user_leaderboard(args))
         print(f"disentbench: your leaderboard: {path}")
@@ -245,6 +246,7 @@ def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
     failed = [r for r in records if r.get("status") == "failed"]
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, {len(failed)} "
           f"failed, in {time.perf_counter() - t0:.0f} s", flush=True)
+    _print_failed(failed)
     if not args.no_leaderboard:
         path = _write_paper_pages(regs, suite, plan, [Path(args.out)], _user_leaderboard(args))
         print(f"disentbench: your paper table: {path}")
@@ -337,6 +339,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     print(tabulate(rows, headers=["plugin", "distribution", "version", "built-in", "registered", "error"],
                    tablefmt="simple", maxcolwidths=[None, None, None, None, 70, 50]))
     return 1 if regs.failures else 0
+
+
+def _print_failed(failed: list[dict[str, Any]]) -> None:
+    """One line per failed cell under the sweep's summary: which, and why."""
+    for r in failed:
+        err = r.get("error") or {}
+        message = str(err.get("message") or "").strip().splitlines()
+        print(f"  failed: {r.get('method')} on {r.get('dataset')} seed {r.get('seed')}: {err.get('type')}: "
+              f"{message[0][:300] if message else ''}", flush=True)
 
 
 # -- leaderboard -----------------------------------------------------------------------------

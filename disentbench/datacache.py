@@ -3,8 +3,10 @@
 (so a cached load does not re-read gigabytes) and image cropping and area-averaging resizing.
 
 A cache entry is a directory ``<root>/<name>-<key>/`` holding one ``.npy`` per array and a
-``meta.json`` written last; it is built in a temporary directory and renamed into place, so a
-crash or a failed check never leaves a partial entry that a later load would use.
+``meta.json`` written last; it is built in a temporary directory and renamed into place under a
+file lock (:func:`publish`), so a crash or a failed check never leaves a partial entry that a later
+load would use, and parallel workers building the same entry (``--jobs N`` on a cold cache) all
+succeed: the first to finish publishes, the others use its copy.
 """
 from __future__ import annotations
 
@@ -98,13 +100,29 @@ class ArrayCache:
             (tmp / "meta.json").write_text(json.dumps({"arrays": writer.names, "meta": writer.meta},
                                                       indent=1, default=_json_default))
             _fsync_dir(tmp)
-            try:
-                os.replace(tmp, self.path)
-            except OSError:
-                if not self.exists():
-                    raise
+            publish(tmp, self.path, "meta.json")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(tmp: Path, dest: Path, complete: str) -> bool:
+    """Rename the finished directory ``tmp`` to ``dest`` unless another process published a complete
+    ``dest`` (one holding the file ``complete``) first, in which case ``tmp`` is discarded. Under a
+    file lock (``<dest>.lock``), so concurrent publishers never see or remove each other's half; an
+    incomplete ``dest`` left by a crash is moved aside and removed. Returns whether ours was used."""
+    from filelock import FileLock
+
+    dest = Path(dest)
+    with FileLock(str(dest) + ".lock"):
+        if (dest / complete).is_file():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        if dest.exists():
+            aside = dest.with_name(f"{dest.name}.incomplete-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            os.replace(dest, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.replace(tmp, dest)
+        return True
 
 
 def _json_default(obj: Any) -> Any:

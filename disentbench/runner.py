@@ -24,7 +24,8 @@ from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnav
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
-from disentbench.store import RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunLock, RunStore, atomic_write_bytes, now
+from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, LockLost, NewerSchema, RunDir, RunLock, RunStore,
+                               atomic_write_bytes, guard, now, quarantine, warn)
 
 HARNESS_SCOPES = ("train", "eval")
 
@@ -264,7 +265,12 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
     store = RunStore(Path(cell.out))
     rd = store.run_dir(cell.run_id)
     rank, world = dist_info()
-    existing = rd.read_record()
+    try:
+        existing = rd.read_record()  # a corrupt record is moved aside (with a warning) and the cell redone
+    except NewerSchema as exc:
+        return {"run_id": cell.run_id, "status": "failed", "method": cell.method, "dataset": cell.dataset,
+                "seed": cell.seed, "_skipped": True, "error": {"type": "NewerSchema", "message": str(exc),
+                                                               "traceback": ""}}
     lock = RunLock(rd)
     if existing is not None and existing.get("status") == "finished":
         decision = "finished"
@@ -290,8 +296,34 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
         if existing is not None:
             rd.archive_failed()
         return _execute_locked(cell, regs, rd)
+    except LockLost as exc:  # paused past the stale limit: another worker runs this cell now
+        warn(str(exc))
+        return {"run_id": cell.run_id, "status": "lost", "method": cell.method, "dataset": cell.dataset,
+                "seed": cell.seed, "_skipped": True, "reason": str(exc)}
     finally:
-        lock.release()
+        lock.release()  # only if it is still ours
+
+
+def record_failure(cell: Cell, error_type: str, message: str) -> dict[str, Any]:
+    """A failed record for a cell that could not record its own failure (its worker process died):
+    written to the run directory, unless the run finished meanwhile or a live worker holds it."""
+    record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
+    record.update(schema_version=SCHEMA_VERSION, run_id=cell.run_id, status="failed", method=cell.method,
+                  dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.config,
+                  metrics={}, timings={}, artifacts={}, started_at=now(), finished_at=now(),
+                  error={"type": error_type, "message": message, "traceback": ""})
+    rd = RunStore(Path(cell.out)).run_dir(cell.run_id)
+    lock = RunLock(rd)
+    if lock.acquire():  # the dead worker's lock is stale: its pid is gone
+        try:
+            if not rd.finished:
+                rd.archive_failed()
+                rd.write("record.json", record)
+        except (OSError, ValueError) as exc:
+            warn(f"could not record the failure of {cell.run_id}: {exc}")
+        finally:
+            lock.release()
+    return record
 
 
 def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, device: Any,
@@ -307,28 +339,60 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
     options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
     method_cls = regs.methods.get(cell.method).load()
     method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
-    torch.manual_seed(cell.seed)
-    method = method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
-                        DataInfo.from_split(data.train)).to(device)
+
+    def build() -> Any:
+        torch.manual_seed(cell.seed)
+        return method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
+                          DataInfo.from_split(data.train)).to(device)
+
+    method = build()
     state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
     if leader and dist_info()[1] == 1 and not (state_path.exists() and summary_path.exists()):
         _adopt_training(cell, rd)
+    summary = None
     if state_path.exists() and summary_path.exists():  # trained before; evaluation had failed
-        method.load(state_path)
-        summary = json.loads(summary_path.read_text())
-    else:
+        summary = _load_trained(method, state_path, summary_path, leader)
+        if summary is None:  # moved aside: train again, from a freshly built method
+            method = build()
+    if summary is None:
         result = method.fit(data.train, options, seed=cell.seed, checkpoint=rd.path / "checkpoint.pt",
                             progress=cell.progress and leader)
         summary = {"train_seconds": result.seconds, "images_per_second": result.images_per_second,
                    "images_seen": result.images, "steps": result.steps, "resumed_from_step": result.resumed_from_step,
                    "peak_memory_mb": envmod.peak_memory_mb(device), "method_info": result.info}
         if leader:
+            guard(state_path)  # a worker that lost its lock while training writes nothing
             _write_log(rd.path / "train_log.jsonl", result.log)
             method.save(state_path)
             rd.write("train_summary.json", summary)
             (rd.path / "checkpoint.pt").unlink(missing_ok=True)
     method.eval()
     return method, summary
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
+def _load_trained(method: Any, state_path: Path, summary_path: Path, leader: bool) -> dict[str, Any] | None:
+    """The training summary after loading the saved state into ``method``; None when either file is
+    unusable (the leader moves it aside with a warning naming it, and the run trains again)."""
+    try:
+        summary = json.loads(summary_path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError(f"a JSON object was expected, found a {type(summary).__name__}")
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        if leader:
+            quarantine(summary_path, f"not a training summary: {_first_line(exc)}; the run trains again")
+        return None
+    try:
+        method.load(state_path)
+    except Exception as exc:  # empty, truncated, not a torch file, or not this method's parameters
+        if leader:
+            quarantine(state_path, f"cannot be loaded: {_first_line(exc)}; the run trains again")
+        return None
+    return summary
 
 
 TRAINED_FILES = ("state.pt", "train_summary.json", "train_log.jsonl")
@@ -356,8 +420,19 @@ def _adopt_training(cell: Cell, rd: RunDir) -> None:
             continue
         if training_key(config) != key:
             continue
+        try:  # copy only what loads: a corrupt sibling is not spread to this run
+            import torch
+
+            if not isinstance(json.loads((other / "train_summary.json").read_text()), dict):
+                raise ValueError("train_summary.json is not a JSON object")
+            if not isinstance(torch.load(other / "state.pt", map_location="cpu", weights_only=True), dict):
+                raise ValueError("state.pt is not a state dict")
+        except Exception as exc:
+            warn(f"not reusing the training of {other}: {_first_line(exc)}; this run trains itself")
+            continue
         for name in TRAINED_FILES:
             if (other / name).is_file():
+                guard(rd.path / name)
                 shutil.copyfile(other / name, rd.path / f".{name}.tmp")
                 os.replace(rd.path / f".{name}.tmp", rd.path / name)
         summary = json.loads((rd.path / "train_summary.json").read_text())
@@ -438,6 +513,8 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             raise RuntimeError("--require-metrics: unavailable metric(s): " + "; ".join(
                 f"{n}: {record['metrics'][n]['reason']}" for n in missing))
         record["status"] = "finished"
+    except LockLost:
+        raise  # another worker owns the run now: record nothing
     except Exception as exc:
         record["status"] = "failed"
         record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}

@@ -221,9 +221,26 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
+    from disentbench.store import guard
+
+    guard(path)  # raises LockLost if another worker took this run over while we were paused
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def _checkpoint_problem(state: Any) -> str | None:
+    """Why ``state`` is not a checkpoint written by :meth:`Trainer._save` (None when it is)."""
+    if not isinstance(state, dict):
+        return f"not a checkpoint: a {type(state).__name__}, not a dict"
+    kinds = {"method": dict, "optimizers": dict, "scaler": dict, "generator": torch.Tensor, "position": (list, tuple),
+             "log": list}
+    bad = [k for k, kind in kinds.items() if not isinstance(state.get(k), kind)]
+    if bad:
+        return f"not a checkpoint: missing or malformed {', '.join(bad)}"
+    if len(state["position"]) != 5 or not all(isinstance(x, int) for x in state["position"]):
+        return f"not a checkpoint: position {state['position']!r} is not 5 integers"
+    return None
 
 
 class Trainer:
@@ -288,12 +305,25 @@ class Trainer:
         )
 
     def _load(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from; None when there is none, or when it is empty, truncated or
+        not a checkpoint of this loop (rank 0 moves it aside with a warning naming it)."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return None
-        from disentbench.weights import torch_load_safely  # one clean line naming the file on failure
+        from disentbench.weights import CheckpointError, torch_load_safely  # one clean line naming the file
 
-        return torch_load_safely(self.checkpoint, what="training checkpoint",
-                                 fix="delete it and run again (training restarts from the beginning)")
+        try:  # device, memory and permission errors are raised as they are: they are not the file's fault
+            state = torch_load_safely(self.checkpoint, what="training checkpoint",
+                                      fix="delete it and run again (training restarts from the beginning)")
+            problem = _checkpoint_problem(state)
+        except CheckpointError as exc:
+            problem = f"cannot be loaded: {str(exc).strip().splitlines()[0][:300]}"
+        if problem is None:
+            return state
+        if self.rank == 0:
+            from disentbench.store import quarantine
+
+            quarantine(self.checkpoint, f"{problem}; training starts from the beginning")
+        return None
 
     # -- the loop ---------------------------------------------------------------------------
     def _prepare(self) -> nn.Module:

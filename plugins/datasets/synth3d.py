@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from disentbench.contracts import DataBundle, Split
+from disentbench.datacache import publish
 
 RENDER_VERSION = 1  # bump when the renderer changes, so caches are rebuilt
 
@@ -192,19 +193,13 @@ class Synth3D:
         if not (folder / "done").exists():
             class_ids = np.arange(c.n_train_classes + c.n_test_classes)
             images, classes, factors = self.generate(class_ids, progress=progress)
-            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
+            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}-{uuid.uuid4().hex[:8]}")
             tmp.mkdir(parents=True)
             np.save(tmp / "images.npy", images)
             np.save(tmp / "classes.npy", classes)
             np.save(tmp / "factors.npy", factors)
             (tmp / "done").write_text("ok\n")
-            if folder.exists():
-                shutil.rmtree(folder)
-            try:
-                os.replace(tmp, folder)
-            except OSError:  # another process won the race; use its copy
-                shutil.rmtree(tmp, ignore_errors=True)
+            publish(tmp, folder, "done")  # a parallel worker's finished copy is kept, never removed
         images = np.load(folder / "images.npy", mmap_mode="r")
         classes = np.load(folder / "classes.npy")
         factors = np.load(folder / "factors.npy")
