@@ -368,7 +368,9 @@ def test_smallnorb_poses_holds_out_ten_percent_and_looks_up_across_splits(norb, 
                                                                                          progress=False)
     train, test = data.train, data.test
     assert len(test) == round(0.1 * 64) and len(train) + len(test) == 64
-    assert set(test.classes) <= set(train.classes) | set(test.classes)
+    keys = [{(c, *f) for c, f in zip(s.classes.tolist(), s.factors.tolist())} for s in (train, test)]
+    assert keys[0].isdisjoint(keys[1]) and len(keys[0] | keys[1]) == 64  # images held out, each once
+    assert set(test.classes) & set(train.classes)  # poses of objects seen in training, not other objects
     assert train.factor_names == ("elevation", "azimuth") and train.factor_sizes == (9, 18)
     cls = np.ravel_multi_index((0, 4, 1), (5, 10, 6))
     hits = [s.lookup(np.array([cls]), np.array([[8, 0]]))[0] for s in (train, test)]
