@@ -66,3 +66,35 @@ def test_a_skip_for_a_ci_library_fails_the_run(tmp_path):
 def test_every_test_has_a_timeout(request):
     assert request.config.pluginmanager.hasplugin("timeout")
     assert float(request.config.getini("timeout")) > 0
+
+
+def test_pyproject_ships_every_file_of_the_source_packages():
+    """Each module and data file under disentbench/, plugins/ and benchmarks/ is in the wheel: its
+    package is listed and its data files match a package-data pattern (.ci/wheel checks the built wheel)."""
+    from fnmatch import fnmatch
+
+    from disentbench.config import tomllib
+
+    root = TESTS.parent
+    conf = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_dir = {"disentbench": "disentbench", **conf.get("package-dir", {})}
+
+    def folder(package: str) -> Path:
+        head, _, tail = package.rpartition(".")
+        return root / package_dir[package] if package in package_dir else folder(head) / tail
+
+    missing = []
+    for top in ("disentbench", "disentbench_plugins", "disentbench_benchmarks"):
+        for f in sorted(folder(top).rglob("*")):
+            if not f.is_file() or "__pycache__" in f.parts:
+                continue
+            package = ".".join((top, *f.relative_to(folder(top)).parent.parts))
+            if f.suffix == ".py":
+                shipped = package in conf["packages"]
+            else:
+                shipped = any(fnmatch(f.relative_to(folder(owner)).as_posix(), pattern)
+                              for owner, patterns in conf.get("package-data", {}).items()
+                              if f.is_relative_to(folder(owner)) for pattern in patterns)
+            if not shipped:
+                missing.append(f.relative_to(root).as_posix())
+    assert not missing, f"not in the wheel (pyproject.toml [tool.setuptools]): {missing}"
