@@ -17,6 +17,8 @@ def _registries():
     for info in regs.failures:
         print(f"warning: plugin {info.name!r} ({info.distribution or 'local'}) failed to load: {info.error}",
               file=sys.stderr)
+    for message in regs.clash_messages():
+        print(f"warning: {message}", file=sys.stderr)
     return regs
 
 
@@ -253,7 +255,10 @@ def _executor(regs, args: argparse.Namespace, overrides: dict[str, dict[str, Any
 # -- list / plugins --------------------------------------------------------------------------
 
 def _origin(regs, attr: str, name: str) -> str:
-    info = regs.plugin_of(attr, name)
+    return _plugin_origin(regs.plugin_of(attr, name))
+
+
+def _plugin_origin(info) -> str:
     if info is None:
         return "?"
     if info.builtin:
@@ -266,6 +271,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     regs = _registries()
     kinds = [args.kind] if args.kind else ["methods", "datasets", "metrics", "weights", "suites", "executors"]
+    extra_headers = {"methods": 2, "datasets": 2, "metrics": 2, "weights": 2, "suites": 0, "executors": 0}
     for kind in kinds:
         registry = getattr(regs, kind)
         rows = []
@@ -282,6 +288,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             else:
                 extra = []
             rows.append([spec.name, spec.description, *extra, _origin(regs, kind, spec.name)])
+        for name, origins in registry.clashes.items():  # listed, but unusable until one plugin goes
+            rows.append([name, "(registered twice: cannot be used, see the warning)", *["-"] * extra_headers[kind],
+                         " and ".join(_plugin_origin(regs.plugins.get(o)) for o in origins)])
         headers = {"methods": ["method", "description", "supervision", "requires", "from"],
                    "datasets": ["dataset", "description", "content factors", "source", "from"],
                    "metrics": ["metric", "description", "keys", "requires", "from"],
@@ -302,11 +311,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = []
     for info in sorted(regs.plugins.values(), key=lambda i: (not i.builtin, i.name)):
         registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(info.registered.items()))
+        clash = f"registered by another plugin too: {', '.join(info.clashes)}" if info.clashes else ""
         rows.append([info.name, info.distribution or "-", info.version or "-", "yes" if info.builtin else "no",
-                     registered or "-", info.error or ""])
+                     registered or "-", "; ".join(e for e in (info.error, clash) if e)])
     print(tabulate(rows, headers=["plugin", "distribution", "version", "built-in", "registered", "error"],
                    tablefmt="simple", maxcolwidths=[None, None, None, None, 70, 50]))
-    return 1 if regs.failures else 0
+    return 1 if regs.failures or regs.clash_messages() else 0
 
 
 # -- leaderboard -----------------------------------------------------------------------------
