@@ -17,6 +17,8 @@ def _registries():
     for info in regs.failures:
         print(f"warning: plugin {info.name!r} ({info.distribution or 'local'}) failed to load: {info.error}",
               file=sys.stderr)
+    for message in regs.clash_messages():
+        print(f"warning: {message}", file=sys.stderr)
     return regs
 
 
@@ -28,6 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from disentbench.runner import plan
     from disentbench.store import read_records
 
+    _check_run_arguments(args)
     _refuse_out_in_data_root(args)
     regs = _registries()
     suite = None
@@ -53,12 +56,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                   "to see which file to put where", file=sys.stderr)
     datasets = args.datasets or (suite.datasets if suite else "synth3d")
     metrics = args.metrics or (suite.metrics if suite else "all")
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else (suite.seeds if suite else [0])
+    seeds = cfg.parse_seeds(args.seeds) if args.seeds else (suite.seeds if suite else [0])
     device = args.device
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    executor = _executor(regs, args, overrides)  # its options are checked before any work too
     cells = plan(regs, methods=methods, datasets=datasets, metrics=metrics, seeds=seeds, overrides=overrides,
                  out=args.out, data_dir=args.data_dir, device=device, require_metrics=args.require_metrics,
                  progress=not args.quiet)
@@ -81,7 +85,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             head += f" — {err.get('type')}: {str(err.get('message', '')).splitlines()[0] if err.get('message') else ''}"
         print(head, flush=True)
 
-    executor = _executor(regs, args, overrides)
     from disentbench.training import init_distributed_from_env
 
     rank, world = init_distributed_from_env()  # under torchrun: one run trained on several devices
@@ -171,6 +174,45 @@ def render_published(regs, root: Path, out_dir: Path) -> list[Path]:
     return written
 
 
+def _check_run_arguments(args: argparse.Namespace) -> None:
+    """The command line's own values, checked before any work (``--set``/``--config`` values are checked
+    where the configs are built): one line each, exit code 2."""
+    from disentbench import config as cfg
+
+    if args.jobs is not None and args.jobs < 1:
+        raise cfg.ConfigError(f"--jobs {args.jobs} is not allowed: expected an integer ≥ 1 (cells run at once)")
+    if args.seeds is not None:
+        cfg.parse_seeds(args.seeds)
+    writable_directory(args.out, "--out")
+    if not args.no_leaderboard:
+        writable_directory(_user_leaderboard(args), "--leaderboard")
+
+
+def writable_directory(path: str | Path, option: str) -> None:
+    """Raise ConfigError unless ``path`` is (or can be made) a directory this process can write in:
+    tried by creating and removing a file in it or in its nearest existing parent."""
+    import os
+    import tempfile
+
+    from disentbench import config as cfg
+
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        where = "is a file" if probe == path else f"cannot be created: {str(probe)!r} is a file"
+        raise cfg.ConfigError(f"{option} {str(path)!r} {where}, not a directory; give a directory to write in")
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".disentbench-write-test-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        where = "" if probe == path else f" (its nearest existing parent {str(probe)!r})"
+        raise cfg.ConfigError(f"{option} {str(path)!r}{where} is not writable: {exc.strerror or exc}; give a "
+                              "directory you can write to") from None
+
+
 def _paper_plan(args: argparse.Namespace, regs, suite):
     """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share)."""
     from disentbench import config as cfg
@@ -179,7 +221,7 @@ def _paper_plan(args: argparse.Namespace, regs, suite):
     scale = args.scale or "paper"
     validate(suite, regs, scales=[scale])
     overrides = cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set))
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    seeds = cfg.parse_seeds(args.seeds) if args.seeds else None
     device = getattr(args, "device", "cpu")
     if device == "auto":
         import torch
@@ -213,6 +255,7 @@ def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
     if args.metrics:
         raise cfg.ConfigError(f"suite {suite.name!r} is a paper table: its metrics are its columns; drop --metrics")
     plan = _paper_plan(args, regs, suite)
+    executor = _executor(regs, args, cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set)))
     cells = plan.to_run(methods=args.methods.split(",") if args.methods else None,
                         datasets=args.datasets.split(",") if args.datasets else None)
     missing = sorted({tc.data_missing.split(". ")[0] for tc in plan.cells.values() if tc.data_missing})
@@ -241,8 +284,7 @@ def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
         print(f"[{k}/{n}] {cell.method} (row {', '.join(rows.get(cell.run_id, []))}) on {cell.dataset} seed "
               f"{cell.seed}: {status}", flush=True)
 
-    records = _executor(regs, args, cfg.merge(*(cfg.load_toml(p) for p in args.config or []),
-                                              cfg.parse_sets(args.set))).run(cells, report=report) if cells else []
+    records = executor.run(cells, report=report) if cells else []
     failed = [r for r in records if r.get("status") == "failed"]
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, {len(failed)} "
           f"failed, in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -285,7 +327,10 @@ def _executor(regs, args: argparse.Namespace, overrides: dict[str, dict[str, Any
 # -- list / plugins --------------------------------------------------------------------------
 
 def _origin(regs, attr: str, name: str) -> str:
-    info = regs.plugin_of(attr, name)
+    return _plugin_origin(regs.plugin_of(attr, name))
+
+
+def _plugin_origin(info) -> str:
     if info is None:
         return "?"
     if info.builtin:
@@ -298,6 +343,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     regs = _registries()
     kinds = [args.kind] if args.kind else ["methods", "datasets", "metrics", "weights", "suites", "executors"]
+    extra_headers = {"methods": 2, "datasets": 2, "metrics": 2, "weights": 2, "suites": 0, "executors": 0}
     for kind in kinds:
         registry = getattr(regs, kind)
         rows = []
@@ -314,6 +360,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             else:
                 extra = []
             rows.append([spec.name, spec.description, *extra, _origin(regs, kind, spec.name)])
+        for name, origins in registry.clashes.items():  # listed, but unusable until one plugin goes
+            rows.append([name, "(registered twice: cannot be used, see the warning)", *["-"] * extra_headers[kind],
+                         " and ".join(_plugin_origin(regs.plugins.get(o)) for o in origins)])
         headers = {"methods": ["method", "description", "supervision", "requires", "from"],
                    "datasets": ["dataset", "description", "content factors", "source", "from"],
                    "metrics": ["metric", "description", "keys", "requires", "from"],
@@ -334,11 +383,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     rows = []
     for info in sorted(regs.plugins.values(), key=lambda i: (not i.builtin, i.name)):
         registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(info.registered.items()))
+        clash = f"registered by another plugin too: {', '.join(info.clashes)}" if info.clashes else ""
         rows.append([info.name, info.distribution or "-", info.version or "-", "yes" if info.builtin else "no",
-                     registered or "-", info.error or ""])
+                     registered or "-", "; ".join(e for e in (info.error, clash) if e)])
     print(tabulate(rows, headers=["plugin", "distribution", "version", "built-in", "registered", "error"],
                    tablefmt="simple", maxcolwidths=[None, None, None, None, 70, 50]))
-    return 1 if regs.failures else 0
+    return 1 if regs.failures or regs.clash_messages() else 0
 
 
 def _print_failed(failed: list[dict[str, Any]]) -> None:
@@ -356,11 +406,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from disentbench import leaderboard
     from disentbench.store import read_records
 
+    out = Path(args.out) if args.out else (Path("leaderboard") if args.publish else Path(args.runs[0]) / "leaderboard")
+    writable_directory(out, "--out")
     if args.publish:
-        paths = render_published(_registries(), Path(args.results), Path(args.out or "leaderboard"))
-        print(f"disentbench: {len(paths)} published page(s) rendered from {args.results}/ → {args.out or 'leaderboard'}/")
+        paths = render_published(_registries(), Path(args.results), out)
+        print(f"disentbench: {len(paths)} published page(s) rendered from {args.results}/ → {out}/")
         return 0
-    out = Path(args.out) if args.out else Path(args.runs[0]) / "leaderboard"
     if args.suite:
         regs = _registries()
         suite = regs.suites.get(args.suite).load()
@@ -553,7 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--methods", help="'all' or comma-separated method names")
     run.add_argument("--datasets", help="comma-separated dataset names")
     run.add_argument("--metrics", help="'all' or comma-separated metric names")
-    run.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    run.add_argument("--seeds", help="comma-separated seeds or ranges, e.g. 0,1,2 or 0-4,7")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     run.add_argument("--out", default="runs", help="run store directory (default ./runs)")
     run.add_argument("--data-dir", help="dataset root (default $DISENTBENCH_DATA or ~/.cache/disentbench/data)")

@@ -6,13 +6,16 @@ Overrides are addressed by plugin name: ``lord.epochs=5``, ``synth3d.resolution=
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
+import math
 import sys
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +28,123 @@ class ConfigError(ValueError):
 
 
 Overrides = dict[str, dict[str, Any]]
+
+
+# -- what values an option accepts -----------------------------------------------------------
+# Every numeric option is checked when a config is built (before any work): by the name conventions
+# in RULES, or by its field's metadata, ``field(default=0.8, metadata=allowed(bounds(0, 1)))``;
+# ``metadata=allowed(None)`` turns the check off. Floats must also be finite.
+
+ALLOWED = "disentbench.allowed"  # the dataclass field metadata key
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a numeric option accepts: ``text`` says it in words, ``test`` checks a value."""
+
+    text: str
+    test: Callable[[Any], bool]
+
+
+def bounds(low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False,
+           integer: bool = False, note: str = "") -> Rule:
+    """Values in [low, high] (``*_open``: the bound itself excluded); ``note`` says what a bound means."""
+    kind = "an integer" if integer else "a number"
+    if low is not None and high is not None:
+        text = f"{kind} in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        text = f"{kind} {'>' if low_open else '≥'} {low:g}"
+    elif high is not None:
+        text = f"{kind} {'<' if high_open else '≤'} {high:g}"
+    else:
+        text = kind
+
+    def test(v: Any) -> bool:
+        return ((low is None or (v > low if low_open else v >= low))
+                and (high is None or (v < high if high_open else v <= high)))
+
+    return Rule(f"{text}{f' ({note})' if note else ''}", test)
+
+
+def allowed(rule: Rule | None) -> dict[str, Any]:
+    """Field metadata: this option accepts what ``rule`` accepts (None: any value of its type)."""
+    return {ALLOWED: rule}
+
+
+def _image_size(v: Any) -> bool:
+    return v >= 8 and (v // 4) * 4 == v and (v // 4) & (v // 4 - 1) == 0
+
+
+#: (name pattern, rule), first match wins; ``fnmatch`` patterns on the field name
+RULES: list[tuple[str, Rule]] = [
+    ("max_steps", bounds(0, integer=True, note="0 = no limit")),
+    ("max_*", bounds(0)),
+    ("*epochs", bounds(1, integer=True)),
+    ("*batch_size", bounds(1, integer=True)),
+    ("*steps", bounds(1, integer=True)),
+    ("*_every", bounds(0, integer=True, note="0 = never")),
+    ("resolution", Rule("4 × a power of two, at least 8 (8, 16, 32, 64, 128, ...: what the networks in "
+                        "disentbench.nn take)", _image_size)),
+    ("*resolution", bounds(1, integer=True)),
+    ("lr", bounds(0, low_open=True)),
+    ("lr_*", bounds(0, low_open=True)),
+    ("*_lr", bounds(0, low_open=True)),
+    ("jobs", bounds(1, integer=True)),
+    ("seed", bounds(0, integer=True)),
+    ("*_seed", bounds(0, integer=True)),
+]
+
+
+def rule_for(f: dataclasses.Field) -> Rule | None:
+    """The rule for a dataclass field: its metadata's, else the first name convention that matches."""
+    if ALLOWED in f.metadata:
+        return f.metadata[ALLOWED]
+    return next((rule for pattern, rule in RULES if fnmatch.fnmatchcase(f.name, pattern)), None)
+
+
+def check_value(f: dataclasses.Field, value: Any, where: str) -> None:
+    """Raise :class:`ConfigError` naming ``where``, the value and what is allowed, if ``value`` is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    rule = rule_for(f)
+    if ALLOWED in f.metadata and rule is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} = {value!r} is not allowed: expected a finite number"
+                          + (f", {rule.text}" if rule else ""))
+    if rule is not None and not rule.test(value):
+        raise ConfigError(f"{where} = {value!r} is not allowed: expected {rule.text}")
+
+
+def _digits(s: str) -> bool:
+    return s.isascii() and s.isdigit()
+
+
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """``"0,1,2"``, ``"0-4,7"`` → seeds in the order given, each once."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not (_digits(lo) and (not dash or _digits(hi))) or (dash and int(hi) < int(lo)):
+            raise ConfigError(f"{option} {text!r}: {part.strip()!r} is not a seed; expected non-negative integers "
+                              "or ranges, e.g. 0,1,2 or 0-4,7")
+        for s in range(int(lo), int(hi if dash else lo) + 1):
+            if s not in seeds:
+                seeds.append(s)
+    return seeds
+
+
+def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:
+    """A non-empty list of non-negative integer seeds, or :class:`ConfigError` naming the bad one."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ConfigError(f"{where} = {seeds!r} is not allowed: expected a list of non-negative integers")
+    seeds = list(seeds)
+    if not seeds:
+        raise ConfigError(f"{where} is empty: give at least one seed, e.g. 0")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ConfigError(f"{where}: seed {s!r} is not allowed: expected non-negative integers")
+    return seeds
 
 
 def parse_value(raw: str) -> Any:
@@ -146,6 +266,8 @@ def build(cls: type, overrides: Mapping[str, Any] | None = None, *, where: str =
     kwargs = {
         name: _coerce(value, hints.get(name, Any), f"{where}.{name}") for name, value in (overrides or {}).items()
     }
+    for name, f in fields.items():  # the values given and the defaults, before __post_init__ sees them
+        check_value(f, kwargs.get(name, f.default), f"{where}.{name}")
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:

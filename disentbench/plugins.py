@@ -14,7 +14,7 @@ from typing import Iterable
 import pluggy
 
 from disentbench import hookspecs
-from disentbench.registry import KINDS, DuplicateNameError, PluginInfo, Registries
+from disentbench.registry import KINDS, PluginInfo, Registries
 
 ENTRY_POINT_GROUP = "disentbench"
 BUILTIN_DISTRIBUTION = "disentbench"
@@ -85,11 +85,16 @@ def collect(pm: pluggy.PluginManager, infos: dict[str, PluginInfo] | None = None
 
             try:
                 impl.function(register=register)
-            except DuplicateNameError:
-                raise
             except Exception as exc:
                 info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
                 info.traceback = traceback.format_exc()
+    # a name two plugins registered is set aside, naming both; commands that do not use it still work
+    for attr, _spec_type in KINDS.values():
+        registry = getattr(regs, attr)
+        registry.labels = {name: info.label for name, info in regs.plugins.items()}
+        for name, origins in registry.clashes.items():
+            for origin in dict.fromkeys(origins):
+                regs.plugins[origin].clashes.append(f"{registry.kind} {name!r}")
     return regs
 
 

@@ -32,11 +32,19 @@ class UnknownNameError(RegistryError, KeyError):
 
 @dataclass
 class Registry(Generic[S]):
-    """Specs of one kind, by name, remembering which plugin registered each."""
+    """Specs of one kind, by name, remembering which plugin registered each.
+
+    A name registered by two plugins is a clash: it is set aside (not listed by ``names()``, not in
+    "all") and using it raises :class:`DuplicateNameError` naming both; every other name still works.
+    """
 
     kind: str
     _specs: dict[str, S] = field(default_factory=dict)
     _origins: dict[str, str] = field(default_factory=dict)
+    #: name -> [(plugin, spec), ...] of every plugin that registered a name more than once
+    _clashes: dict[str, list[tuple[str, S]]] = field(default_factory=dict)
+    #: plugin -> how to name it in messages, e.g. "plugin 'x' (distribution x-dist 1.0)"
+    labels: dict[str, str] = field(default_factory=dict)
 
     def add(self, spec: S, origin: str = "?") -> None:
         kind = getattr(spec, "kind", None)
@@ -44,14 +52,27 @@ class Registry(Generic[S]):
             raise RegistryError(f"plugin {origin!r} registered a {kind or type(spec).__name__} as a {self.kind}")
         name = spec.name  # type: ignore[attr-defined]
         if name in self._specs:
-            raise DuplicateNameError(
-                f"{self.kind} {name!r} is registered twice: by plugin {self._origins[name]!r} and by plugin "
-                f"{origin!r}; uninstall one of them or rename one"
-            )
+            self._clashes[name] = [(self._origins.pop(name), self._specs.pop(name))]
+        if name in self._clashes:
+            self._clashes[name].append((origin, spec))
+            return
         self._specs[name] = spec
         self._origins[name] = origin
 
+    @property
+    def clashes(self) -> dict[str, list[str]]:
+        """Each name registered more than once -> the plugins that registered it."""
+        return {name: [origin for origin, _ in entries] for name, entries in sorted(self._clashes.items())}
+
+    def clash_message(self, name: str) -> str:
+        origins = self.clashes[name]
+        who = " and by ".join(self.labels.get(o, f"plugin {o!r}") for o in origins)
+        return (f"{self.kind} {name!r} is registered twice: by {who}; it cannot be used until one of them is "
+                "uninstalled or renames it (everything else works)")
+
     def get(self, name: str) -> S:
+        if name in self._clashes:
+            raise DuplicateNameError(self.clash_message(name))
         try:
             return self._specs[name]
         except KeyError:
@@ -74,6 +95,9 @@ class Registry(Generic[S]):
                 return [self._specs[n] for n in sorted(self._specs)]
             names = [n.strip() for n in names.split(",") if n.strip()]
         names = list(names)
+        clashing = [n for n in names if n in self._clashes]
+        if clashing:
+            raise DuplicateNameError("; ".join(self.clash_message(n) for n in clashing))
         unknown = [n for n in names if n not in self._specs]
         if unknown:
             raise UnknownNameError("; ".join(self.unknown_message(n) for n in unknown))
@@ -86,7 +110,7 @@ class Registry(Generic[S]):
         return sorted(self._specs)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._specs
+        return name in self._specs or name in self._clashes
 
     def __iter__(self) -> Iterator[S]:
         return iter(self._specs[n] for n in sorted(self._specs))
@@ -117,6 +141,13 @@ class PluginInfo:
     registered: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    clashes: list[str] = field(default_factory=list)  # names it registered that another plugin registered too
+
+    @property
+    def label(self) -> str:
+        where = (f"distribution {self.distribution}{' ' + self.version if self.version else ''}" if self.distribution
+                 else "not from an installed distribution")
+        return f"plugin {self.name!r} ({where})"
 
 
 @dataclass
@@ -132,6 +163,11 @@ class Registries:
     @property
     def failures(self) -> list[PluginInfo]:
         return [p for p in self.plugins.values() if p.error]
+
+    def clash_messages(self) -> list[str]:
+        """One line per name that two plugins registered (each names both plugins and distributions)."""
+        return [registry.clash_message(name) for attr, _ in KINDS.values() for registry in [getattr(self, attr)]
+                for name in registry.clashes]
 
     def plugin_of(self, kind_attr: str, name: str) -> PluginInfo | None:
         origin = getattr(self, kind_attr).origin(name)

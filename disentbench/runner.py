@@ -120,7 +120,7 @@ def plan(
     method_specs = regs.methods.resolve(methods)
     dataset_specs = regs.datasets.resolve(datasets)
     metric_specs = regs.metrics.resolve(metrics)
-    seeds = [int(s) for s in seeds]
+    seeds = cfg.check_seeds(seeds) if seeds else []
     if not method_specs or not dataset_specs or not seeds:
         raise PlanError("nothing to run: give at least one method, one dataset and one seed")
     _check_scopes(regs, overrides)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from disentbench.config import ConfigError, Overrides, merge, tomllib
+from disentbench.config import ConfigError, Overrides, check_seeds, merge, tomllib
 
 PLAIN_KEYS = {"name", "description", "methods", "datasets", "metrics", "seeds", "settings", "citation"}
 PAPER_KEYS = PLAIN_KEYS | {"columns", "rows", "scales", "note"}
@@ -212,7 +212,7 @@ def _names(value: Any, key: str, where: str, allow_all: bool) -> str | list[str]
 def _seeds(value: Any, where: str) -> list[int]:
     if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
         raise ConfigError(f"{where}: seeds must be a non-empty list of integers")
-    return value
+    return check_seeds(value, f"{where}: seeds")
 
 
 def _overrides(value: Any, where: str) -> Overrides:

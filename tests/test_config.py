@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
@@ -54,3 +54,47 @@ def test_toml_and_merge(tmp_path):
 def test_config_hash_is_canonical():
     assert cfg.config_hash({"a": 1, "b": [1, 2]}) == cfg.config_hash({"b": [1, 2], "a": 1})
     assert cfg.config_hash({"a": 1}) != cfg.config_hash({"a": 2})
+
+
+@dataclass
+class Plugin:
+    """A third-party plugin's config: checked by name conventions, no code of its own."""
+
+    epochs: int = 3
+    encoder_batch_size: int = 8
+    warmup_steps: int = 10
+    max_steps: int = 0
+    lr_disc: float = 1e-3
+    id_lr: float = 1e-2
+    resolution: int = 64
+    split_seed: int = 0
+    weight: float = 1.0
+    decay_at: float = field(default=0.5, metadata=cfg.allowed(cfg.bounds(0, 1)))
+    offset: int = field(default=-5, metadata=cfg.allowed(None))
+
+
+@pytest.mark.parametrize("option, value, allowed", [
+    ("epochs", 0, "an integer ≥ 1"), ("encoder_batch_size", -4, "an integer ≥ 1"),
+    ("warmup_steps", 0, "an integer ≥ 1"), ("max_steps", -1, "an integer ≥ 0 (0 = no limit)"),
+    ("lr_disc", 0.0, "a number > 0"), ("id_lr", -1.0, "a number > 0"), ("id_lr", float("nan"), "a finite number"),
+    ("resolution", 96, "4 × a power of two"), ("split_seed", -1, "an integer ≥ 0"),
+    ("weight", float("inf"), "a finite number"), ("decay_at", 1.5, "a number in [0, 1]"),
+])
+def test_options_are_checked_by_name_and_by_field_metadata(option, value, allowed):
+    with pytest.raises(cfg.ConfigError) as exc:
+        cfg.build(Plugin, {option: value}, where="plug")
+    assert str(exc.value).startswith(f"plug.{option} = {value!r} is not allowed: expected") and allowed in str(exc.value)
+
+
+def test_allowed_values_pass_and_metadata_can_turn_the_check_off():
+    c = cfg.build(Plugin, {"max_steps": 0, "resolution": 8, "decay_at": 0.0, "offset": -9, "weight": -2.0})
+    assert (c.max_steps, c.resolution, c.decay_at, c.offset, c.weight) == (0, 8, 0.0, -9, -2.0)
+
+
+def test_a_bad_default_is_refused_too():
+    @dataclass
+    class Bad:
+        epochs: int = 0
+
+    with pytest.raises(cfg.ConfigError, match="Bad.epochs = 0 is not allowed"):
+        cfg.build(Bad, {})

@@ -23,7 +23,7 @@ def test_paper_defaults():
 
 
 def test_first_stage_loss_decreases(tiny_data):
-    method = _lord(tiny_data, epochs=30, encoder_epochs=0, batch_size=48, lr_generator=3e-3, lr_latent=3e-2)
+    method = _lord(tiny_data, epochs=30, encoder_epochs=1, batch_size=48, lr_generator=3e-3, lr_latent=3e-2)
     result = method.fit(tiny_data.train, TrainOptions(), seed=0, progress=False)
     losses = [row["reconstruction"] for row in result.log if row["stage"] == "latent"]
     assert len(losses) == 30
@@ -79,7 +79,7 @@ def test_perceptual_loss_without_weights_says_which_file(tiny_data):
 def test_perceptual_loss_with_a_local_file(tiny_data, tmp_path, monkeypatch):
     """With a (here randomly initialised) VGG16 file placed where the error says, the loss works and
     its frozen VGG stays out of the method's state_dict."""
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
     import hashlib
 
     from disentbench_plugins import weights as builtin_weights
@@ -91,7 +91,7 @@ def test_perceptual_loss_with_a_local_file(tiny_data, tmp_path, monkeypatch):
     spec = WeightSpec(name="vgg16", description="test", sha256=digest, filename=path.name)
     monkeypatch.setattr(builtin_weights, "WEIGHTS", [spec])
     monkeypatch.setenv("DISENTBENCH_WEIGHTS", str(tmp_path))
-    method = _lord(tiny_data, recon_loss="perceptual", epochs=1, encoder_epochs=0)
+    method = _lord(tiny_data, recon_loss="perceptual", epochs=1, encoder_epochs=1)
     assert not any(k.startswith("recon.") for k in method.state_dict())
     log = method.fit(tiny_data.train, TrainOptions(max_steps=1), progress=False).log
     assert log[0]["reconstruction"] > 0

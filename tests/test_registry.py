@@ -40,16 +40,83 @@ def test_registering_from_a_plugin_object():
 
 
 def test_duplicate_names_name_both_plugins():
+    """A clash no longer stops loading: using the name raises, naming both plugins."""
     a = _Plugin(MethodSpec(name="dup", target="a:A"), name="plugin_a")
     b = _Plugin(MethodSpec(name="dup", target="b:B"), name="plugin_b")
+    regs = load_registries(plugins=[a, b], entry_points=False)
     with pytest.raises(DuplicateNameError) as exc:
-        load_registries(plugins=[a, b], entry_points=False)
+        regs.methods.get("dup")
     assert "plugin_a" in str(exc.value) and "plugin_b" in str(exc.value) and "'dup'" in str(exc.value)
 
 
 def test_duplicate_of_a_builtin_is_an_error():
+    regs = load_registries(plugins=[_Plugin(MethodSpec(name="lord", target="a:A"), name="impostor")])
     with pytest.raises(DuplicateNameError, match="builtin-methods"):
-        load_registries(plugins=[_Plugin(MethodSpec(name="lord", target="a:A"), name="impostor")])
+        regs.methods.resolve(["lord"])
+
+
+class _ForkDist:
+    name, version = "lord-fork", "2.0"
+
+
+class _ForkEP:
+    """An installed third-party distribution whose plugin registers its own 'lord' beside a new method."""
+
+    name, value, dist = "lordfork", "lord_fork.plugin:plugin", _ForkDist()
+
+    def load(self):
+        return _Plugin(MethodSpec(name="lord", target="lord_fork:LORD", description="a fork"),
+                       MethodSpec(name="fork-only", target="lord_fork:Other", description="new"), name="lordfork")
+
+
+@pytest.fixture
+def clashing_plugin(monkeypatch):
+    import disentbench.plugins as plugins
+
+    real = plugins._entry_points
+    monkeypatch.setattr(plugins, "_entry_points", lambda: [*real(), _ForkEP()])
+
+
+def test_a_clash_sets_the_name_aside_and_everything_else_loads(clashing_plugin):
+    regs = load_registries()
+    with pytest.raises(DuplicateNameError) as exc:
+        regs.methods.get("lord")
+    message = str(exc.value)
+    assert "plugin 'builtin-methods' (distribution disentbench" in message
+    assert "plugin 'lordfork' (distribution lord-fork 2.0)" in message
+    assert "lord" not in regs.methods.names() and "lord" not in [s.name for s in regs.methods.resolve("all")]
+    assert regs.methods.get("fork-only").description == "new" and regs.methods.get("autoencoder").name == "autoencoder"
+    assert regs.methods.clashes == {"lord": ["builtin-methods", "lordfork"]}
+    assert regs.plugins["lordfork"].clashes == ["method 'lord'"] and not regs.failures
+    assert regs.clash_messages() == [message]
+
+
+def test_a_clash_is_reported_and_commands_that_do_not_use_it_work(clashing_plugin, tmp_path, capsys):
+    from disentbench.cli import main
+
+    assert main(["plugins"]) == 1  # lists everything, says what clashes
+    captured = capsys.readouterr()
+    assert "builtin-methods" in captured.out and "lordfork" in captured.out and "lord-fork" in captured.out
+    assert "fork-only" in captured.out and "registered by another plugin too: method 'lord'" in captured.out
+    assert "method 'lord' is registered twice" in captured.err
+    assert main(["list", "methods"]) == 0
+    out = capsys.readouterr().out
+    assert "fork-only" in out and "autoencoder" in out
+    lord_row = next(line for line in out.splitlines() if line.startswith("lord "))
+    assert "registered twice" in lord_row and "built-in and lord-fork 2.0" in lord_row
+    assert main(["run", "--methods", "lord", "--datasets", "synth3d", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "error: method 'lord' is registered twice" in err and "lord-fork 2.0" in err and "disentbench" in err
+    assert not (tmp_path / "r").exists()
+    tiny = {"synth3d": dict(resolution=16, n_train_classes=4, n_test_classes=2, n_azimuths=2, n_elevations=2),
+            "train": dict(max_steps=2), "eval": dict(n_pairs=4),
+            "autoencoder": dict(batch_size=8, recon_loss="l1", class_dim=4, content_dim=4, generator_channels=8,
+                                generator_last_channels=4, generator_last_kernel=3, encoder_channels=4,
+                                encoder_hidden=8)}
+    sets = [a for scope, table in tiny.items() for k, v in table.items() for a in ("--set", f"{scope}.{k}={v}")]
+    assert main(["run", "--methods", "autoencoder", "--datasets", "synth3d", "--metrics", "reconstruction",
+                 "--device", "cpu", "--quiet", "--out", str(tmp_path / "runs"), "--no-leaderboard", *sets]) == 0
+    assert "1 of 1 run(s) finished" in capsys.readouterr().out
 
 
 def test_unknown_name_suggests_and_lists():

@@ -21,10 +21,11 @@ code sizes are the shared LORD ones.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from disentbench.config import allowed, bounds
 from disentbench.nn import kl_standard_normal, reparameterize
 from disentbench.training import ClassGroupSampler, Stage
 from disentbench.contracts import Split
@@ -37,7 +38,8 @@ class CycleVAEConfig(TwoCodeConfig):
     batch_size: int = 64
     epochs: int = 100
     lr: float = 1e-4
-    lr_decay_at: float = 0.8  # fraction of training after which the learning rate is divided by 10
+    # fraction of training after which the learning rate is divided by 10 (a fraction, not a learning rate)
+    lr_decay_at: float = field(default=0.8, metadata=allowed(bounds(0, 1)))
     recon_weight: float = 2.0
     kl_weight: float = 3.0
     reverse_weight: float = 10.0
