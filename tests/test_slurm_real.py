@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -218,12 +219,112 @@ def _run_args(out: Path, *sets: str, seeds: str = "0,1") -> list[str]:
 
 
 def test_two_cell_sweep_finishes_on_real_slurm(slurm, tmp_path, capsys):
-    """With the executor's defaults (which must fit this small node) a two-cell sweep finishes,
-    and the wait shows each cell's state instead of silence."""
-    assert main(_run_args(tmp_path, *_sets(TINY))) == 0
+    """A two-cell sweep finishes; each cell takes every CPU of the node, so the second waits and
+    the wait shows its pending reason and then its state instead of silence."""
+    assert main(_run_args(tmp_path, "--set", f"slurm.cpus_per_task={os.cpu_count()}", *_sets(TINY))) == 0
     out = capsys.readouterr().out
     records = read_records([tmp_path / "runs"])
     assert sorted((r["seed"], r["status"]) for r in records) == [(0, "finished"), (1, "finished")], out
     assert "through submitit (slurm)" in out
-    assert "(job " in out and ": running" in out  # the watcher's state lines
+    assert re.search(r"seed \d \(job \d+_\d\): pending: \w+", out), out  # the watcher's state lines
+    assert re.search(r"seed \d \(job \d+_\d\): running", out), out
     assert "| lord" in (tmp_path / "lb" / "README.md").read_text()
+
+
+def test_impossible_request_fails_at_once_with_the_partition_limits(slurm, tmp_path, capsys):
+    """A request no node of the partition can hold is one line naming it and the partition's
+    limits, before anything is submitted (Slurm itself would leave it pending forever)."""
+    assert main(_run_args(tmp_path, "--set", "slurm.cpus_per_task=64", *_sets(TINY))) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "cpus_per_task=64" in err and "partition 'debug'" in err, err
+    assert f"at most {os.cpu_count()} CPUs" in err and "MaxTime 60 min" in err and "lower slurm.cpus_per_task" in err
+    assert main(_run_args(tmp_path, "--set", "slurm.time_min=120", *_sets(TINY))) == 2
+    assert "time_min=120" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing submitted: submitit's folder lives under --out
+
+
+def test_defaults_fit_the_partition(slurm):
+    """Options left at 0 take what the partition holds: at most its CPUs, memory and MaxTime (the old
+    fixed 4 CPUs, 32 GB and 240 min pended forever on a small node)."""
+    from disentbench_plugins.executors.slurm import SlurmConfig, fit_request, query_partition
+
+    partition = query_partition()
+    node = partition.nodes[0]
+    assert (partition.name, partition.max_time_min, node.cpus) == ("debug", 60, os.cpu_count())
+    request = fit_request(SlurmConfig(), partition)
+    assert request.cpus == min(4, node.cpus) and request.time_min == 60 and request.gpus == 0
+    assert 0 < request.mem_mb <= node.mem_mb
+
+
+def _running_job(folder: Path, deadline: float) -> str:
+    """The id of the one job submitted with its logs under ``folder`` (submitit's ``%j``), once it runs."""
+    while time.monotonic() < deadline:
+        ids = [p.name for p in folder.glob("*") if p.is_dir()]
+        if ids:
+            state = subprocess.run(["squeue", "-h", "-j", ids[0], "-o", "%T"], capture_output=True, text=True)
+            if state.stdout.strip() == "RUNNING":
+                return ids[0]
+        time.sleep(0.2)
+    pytest.fail("the job never started running", pytrace=False)
+
+
+def _task_pids(folder: str) -> list[int]:
+    """The processes running a submitit task whose logs are under ``folder``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "submitit.core._submit" in cmdline and folder in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_preempted_cell_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_path, capsys):
+    """`scancel --signal=USR2` (what Slurm sends before preempting) mid-training: submitit requeues
+    the task, the rerun resumes from the run's checkpoint, and the cell finishes once."""
+    lord = {**TINY["lord"], "epochs": 6}
+    args = _run_args(tmp_path, "--set", "slurm.checkpoint_every=2", *_sets({**TINY, "lord": lord}), seeds="0")
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.update(rc=main(args)), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 300
+    job = _running_job(tmp_path / "runs" / ".submitit", deadline)
+    while not list((tmp_path / "runs").glob("**/checkpoint.pt")):
+        assert time.monotonic() < deadline and thread.is_alive(), "training never wrote a checkpoint"
+        time.sleep(0.02)
+    # freeze the task so that the signal lands mid-training however fast this machine trains
+    tasks = _task_pids(str(tmp_path))
+    assert tasks, "no submitit task process found"
+    for pid in tasks:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert list((tmp_path / "runs").glob("**/checkpoint.pt")), "training finished before it could be preempted"
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
+        time.sleep(1)  # slurmd delivers the signal (it waits, pending, in the stopped process)
+    finally:
+        for pid in tasks:
+            os.kill(pid, signal.SIGCONT)
+    # Slurm holds a requeued job back for a while (pending reason BeginTime); let it start now
+    requeued = False
+    while time.monotonic() < deadline and thread.is_alive():
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        if state == "PENDING":
+            requeued = True
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+        elif requeued and state != "PENDING":
+            break
+        time.sleep(0.5)
+    assert requeued, "the signalled job was not requeued"
+    thread.join(timeout=600)
+    assert not thread.is_alive() and result.get("rc") == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    [record] = read_records([tmp_path / "runs"])
+    assert record["status"] == "finished", out
+    assert record["timings"]["resumed_from_step"] > 0, out
+    assert out.count("[1/1] lord on synth3d seed 0: finished") == 1, out
+    log = [json.loads(line) for line in (tmp_path / "runs" / record["run_id"] / "train_log.jsonl").read_text().splitlines()]
+    steps = [(row["stage"], row["step"]) for row in log]
+    assert len(steps) == len(set(steps)) == record["timings"]["steps"], "steps trained twice or lost"

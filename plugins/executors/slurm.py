@@ -38,7 +38,36 @@ class CellTask(Checkpointable):
     (inherited), which resubmits the same cell; the rerun resumes from the run's checkpoint."""
 
     def __call__(self, cell_json: dict[str, Any], threads: int = 0) -> dict[str, Any]:
+        _requeue_ignoring_sigterm()
         return execute_json(cell_json, threads)
+
+
+def _requeue_ignoring_sigterm() -> None:
+    """On the preemption signal submitit runs ``scontrol requeue`` from this process; the requeue
+    itself sends SIGTERM to every process of the job, that ``scontrol`` included, and when the
+    signal wins the race the requeue counts as failed and the cell is recorded failed (seen on a
+    real Slurm). Run it with SIGTERM ignored (the disposition survives exec)."""
+    import signal
+
+    try:
+        from submitit import JobEnvironment
+
+        handler = signal.getsignal(JobEnvironment._usr_sig())
+    except (ImportError, AttributeError, RuntimeError, ValueError):
+        return
+    env = getattr(getattr(handler, "__self__", None), "env", None)
+    if env is None or not hasattr(env, "_requeue") or not hasattr(env, "job_id"):
+        return  # not running under submitit's Slurm handler (local executor, tests)
+
+    def requeue(countdown: int) -> None:
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            subprocess.check_call(["scontrol", "requeue", env.job_id], timeout=60)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        print(f"disentbench: requeued slurm job {env.job_id} ({countdown} timeouts left)", flush=True)
+
+    env._requeue = requeue
 
 
 @dataclass
@@ -306,8 +335,9 @@ class SlurmExecutor:
                 line = state if reason in ("", "None") else f"{state} ({reason})"
                 if shown.get(i) != line:
                     shown[i] = line
+                    shown_state = state.lower() if state != "PENDING" or line == state else f"pending: {reason}"
                     print(f"disentbench: {cell.method} on {cell.dataset} seed {cell.seed} (job {job.job_id}): "
-                          f"{line.lower() if state != 'PENDING' else 'pending: ' + reason}", flush=True)
+                          f"{shown_state}", flush=True)
                 if state == "PENDING" and reason in NEVER_RUNS:
                     subprocess.run(["scancel", job.job_id], capture_output=True, timeout=60)
                     finish(i, _failed(cell, f"slurm job {job.job_id} can never start (pending reason {reason}): "
