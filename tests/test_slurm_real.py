@@ -244,6 +244,25 @@ def test_impossible_request_fails_at_once_with_the_partition_limits(slurm, tmp_p
     assert not (tmp_path / "runs").exists()  # nothing submitted: submitit's folder lives under --out
 
 
+def test_a_cell_slurm_will_never_start_fails_with_its_pending_reason(slurm, tmp_path, capsys):
+    """A request past the partition's limits that gets by the check (here through slurm.extra)
+    pends in Slurm with a reason that never clears: the cell is cancelled and failed, naming it."""
+    args = _run_args(tmp_path, "--set", "slurm.extra={timeout_min=120}", *_sets(TINY), seeds="0")
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.update(rc=main(args)), daemon=True)
+    thread.start()
+    thread.join(timeout=120)  # without the check it would wait forever
+    out = capsys.readouterr().out
+    assert result.get("rc") == 1, out
+    reason = re.search(r"\(job \d+\): pending: (Partition(Config|TimeLimit))\n", out)  # 22.05 says Config
+    assert reason, out
+    assert "[1/1] lord on synth3d seed 0: failed — SlurmJobError: slurm job" in out, out
+    assert f"can never start (pending reason {reason.group(1)})" in out, out
+    job = next(p.name for p in (tmp_path / "runs" / ".submitit").glob("*") if p.is_dir())
+    queue = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+    assert queue in ("", "CANCELLED", "COMPLETING"), queue  # cancelled, not left pending
+
+
 def test_defaults_fit_the_partition(slurm):
     """Options left at 0 take what the partition holds: at most its CPUs, memory and MaxTime (the old
     fixed 4 CPUs, 32 GB and 240 min pended forever on a small node)."""

@@ -283,7 +283,11 @@ class SlurmExecutor:
                 runtime["checkpoint_every"] = c.checkpoint_every
             prepared.append(dataclasses.replace(cell, runtime=runtime, progress=False))
         executor, cpus = self._executor(cells[0].out)
-        jobs = executor.map_array(CellTask(), [cell.to_json() for cell in prepared], [cpus] * len(prepared))
+        try:
+            jobs = executor.map_array(CellTask(), [cell.to_json() for cell in prepared], [cpus] * len(prepared))
+        except Exception as exc:  # sbatch refused the array (submitit raises with sbatch's output)
+            last = ([ln for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__])[-1]
+            raise ConfigError(f"slurm: submitting the job array failed: {last.strip()}") from None
         print(f"disentbench: submitted {len(jobs)} job(s) through submitit ({executor.cluster}): "
               f"{', '.join(j.job_id for j in jobs[:5])}{' ...' if len(jobs) > 5 else ''}", flush=True)
         if not c.wait:
