@@ -60,11 +60,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _mem_mb() -> int:
+def _node_size() -> tuple[int, int]:
+    """CPUs and memory (MB) of this machine as slurmd sees them (``slurmd -C``), so that the node's
+    configuration matches what slurmd detects; /proc/meminfo and os.cpu_count() otherwise."""
+    proc = subprocess.run(["slurmd", "-C"], capture_output=True, text=True)
+    found = dict(tok.split("=", 1) for tok in proc.stdout.split() if "=" in tok)
+    if found.get("CPUs", "").isdigit() and found.get("RealMemory", "").isdigit():
+        return int(found["CPUs"]), int(found["RealMemory"])
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
-            return int(line.split()[1]) // 1024 - 512  # leave the OS some room, as RealMemory should
-    raise RuntimeError("no MemTotal in /proc/meminfo")
+            return os.cpu_count() or 1, int(line.split()[1]) // 1024
+    return os.cpu_count() or 1, 1024
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -87,6 +93,7 @@ class Cluster:
         self.logs = {"munged": root / "munge" / "munged.log", "slurmctld": root / "slurmctld.log",
                      "slurmd": root / "slurmd.log"}
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        self.cpus, self.mem_mb = _node_size()
 
     def write_config(self) -> None:
         r = self.root
@@ -125,7 +132,7 @@ SchedulerParameters=sched_interval=2
 SlurmctldTimeout=30
 SlurmdTimeout=30
 KillWait=5
-NodeName={self.host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={_mem_mb()} State=UNKNOWN
+NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.mem_mb} State=UNKNOWN
 PartitionName=debug Nodes={self.host} Default=YES MaxTime=60 State=UP
 """)
 
@@ -221,7 +228,7 @@ def _run_args(out: Path, *sets: str, seeds: str = "0,1") -> list[str]:
 def test_two_cell_sweep_finishes_on_real_slurm(slurm, tmp_path, capsys):
     """A two-cell sweep finishes; each cell takes every CPU of the node, so the second waits and
     the wait shows its pending reason and then its state instead of silence."""
-    assert main(_run_args(tmp_path, "--set", f"slurm.cpus_per_task={os.cpu_count()}", *_sets(TINY))) == 0
+    assert main(_run_args(tmp_path, "--set", f"slurm.cpus_per_task={slurm.cpus}", *_sets(TINY))) == 0
     out = capsys.readouterr().out
     records = read_records([tmp_path / "runs"])
     assert sorted((r["seed"], r["status"]) for r in records) == [(0, "finished"), (1, "finished")], out
@@ -234,11 +241,12 @@ def test_two_cell_sweep_finishes_on_real_slurm(slurm, tmp_path, capsys):
 def test_impossible_request_fails_at_once_with_the_partition_limits(slurm, tmp_path, capsys):
     """A request no node of the partition can hold is one line naming it and the partition's
     limits, before anything is submitted (Slurm itself would leave it pending forever)."""
-    assert main(_run_args(tmp_path, "--set", "slurm.cpus_per_task=64", *_sets(TINY))) == 2
+    too_many = slurm.cpus + 1
+    assert main(_run_args(tmp_path, "--set", f"slurm.cpus_per_task={too_many}", *_sets(TINY))) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
-    assert "cpus_per_task=64" in err and "partition 'debug'" in err, err
-    assert f"at most {os.cpu_count()} CPUs" in err and "MaxTime 60 min" in err and "lower slurm.cpus_per_task" in err
+    assert f"cpus_per_task={too_many}," in err and "partition 'debug'" in err, err
+    assert f"at most {slurm.cpus} CPUs" in err and "MaxTime 60 min" in err and "lower slurm.cpus_per_task" in err
     assert main(_run_args(tmp_path, "--set", "slurm.time_min=120", *_sets(TINY))) == 2
     assert "time_min=120" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # nothing submitted: submitit's folder lives under --out
@@ -270,7 +278,7 @@ def test_defaults_fit_the_partition(slurm):
 
     partition = query_partition()
     node = partition.nodes[0]
-    assert (partition.name, partition.max_time_min, node.cpus) == ("debug", 60, os.cpu_count())
+    assert (partition.name, partition.max_time_min, node.cpus) == ("debug", 60, slurm.cpus)
     request = fit_request(SlurmConfig(), partition)
     assert request.cpus == min(4, node.cpus) and request.time_min == 60 and request.gpus == 0
     assert 0 < request.mem_mb <= node.mem_mb
