@@ -23,8 +23,6 @@ from disentbench.cli import main
 from disentbench.store import read_records
 from conftest import TINY
 
-pytest.importorskip("submitit")  # the [slurm] extra
-
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 PROGRAMS = ["munged", "munge", "slurmctld", "slurmd", "sinfo", "sbatch", "srun", "squeue", "scontrol", "scancel"]
 START_TIMEOUT_S = 60
@@ -355,3 +353,24 @@ def test_preempted_cell_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_p
     log = [json.loads(line) for line in (tmp_path / "runs" / record["run_id"] / "train_log.jsonl").read_text().splitlines()]
     steps = [(row["stage"], row["step"]) for row in log]
     assert len(steps) == len(set(steps)) == record["timings"]["steps"], "steps trained twice or lost"
+
+
+def test_request_check_reads_slurm_formats():
+    """Without a cluster: Slurm's time and GRES formats, and which option a request exceeds."""
+    from disentbench.config import ConfigError
+    from disentbench_plugins.executors.slurm import Node, Partition, SlurmConfig, _gpus, fit_request, parse_minutes
+
+    assert [parse_minutes(t) for t in ("1-00:00:00", "02:30:00", "45:00", "30", "2-12", "UNLIMITED")] == \
+        [1440, 150, 45, 30, 3600, None]
+    assert (_gpus("gpu:a100:2(S:0-1),gpu:v100:1"), _gpus("gpu:4"), _gpus("(null)")) == (3, 4, 0)
+    gpu = Partition("gpu", 720, [Node("a", 8, 64_000, 4), Node("b", 32, 256_000, 0)])
+    request = fit_request(SlurmConfig(gpus_per_node=4), gpu)
+    assert (request.cpus, request.gpus, request.time_min, request.mem_mb) == (4, 4, 240, 32_000)
+    with pytest.raises(ConfigError, match=r"gpus_per_node=8.*partition 'gpu' \(2 node\(s\) with at most 32 "
+                                          r"CPUs, 250.0 GB memory and 4 GPUs each, MaxTime 720 min\): lower "
+                                          r"slurm.gpus_per_node, or"):
+        fit_request(SlurmConfig(gpus_per_node=8), gpu)
+    with pytest.raises(ConfigError, match="lower slurm.mem_gb or slurm.time_min"):
+        fit_request(SlurmConfig(mem_gb=300, time_min=721), gpu)
+    with pytest.raises(ConfigError, match="no single node has all of it"):  # GPUs on a, 16 CPUs on b
+        fit_request(SlurmConfig(gpus_per_node=1, cpus_per_task=16), gpu)
