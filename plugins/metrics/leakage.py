@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from disentbench.contracts import MetricResult, MetricUnavailable
+from disentbench.config import allowed, bounds
 
 KEY_CLASS = "class_from_content"
 KEY_CONTENT = "content_from_class"
@@ -52,7 +53,8 @@ class LeakageConfig:
     test_fraction: float = 0.2  # of the images (or of the held-out factor's values) scored
     val_fraction: float = 0.1  # of the training part, for early stopping
     min_per_class: int = 5  # k: classes with fewer codes are left out; the cap keeps k of each
-    max_codes: int = -1  # cap on the codes used: -1 = eval.max_codes, 0 = every code of the split
+    max_codes: int = field(default=-1, metadata=allowed(bounds(-1, integer=True, note="-1 = eval.max_codes, 0 = every code")))
+    # cap on the codes used: -1 = eval.max_codes, 0 = every code of the split
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
