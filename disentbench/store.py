@@ -114,11 +114,6 @@ class RunDir:
         except FileNotFoundError:
             return None
 
-    @property
-    def finished(self) -> bool:
-        record = self.read_record()
-        return record is not None and record.get("status") == "finished"
-
     def archive_failed(self) -> None:
         """Keep a failed attempt's record (append-only history) before a retry."""
         record = self.read_record()
@@ -149,9 +144,6 @@ class RunStore:
         path = self.root / run_id
         path.mkdir(parents=True, exist_ok=True)
         return RunDir(path)
-
-    def records(self) -> list[dict[str, Any]]:
-        return read_records([self.root])
 
 
 def read_records(roots: Iterable[Path]) -> list[dict[str, Any]]:

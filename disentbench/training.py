@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -21,7 +21,6 @@ from torch import nn
 
 from disentbench.contracts import Split
 
-LOG_EVERY = 1
 
 
 @dataclass
@@ -183,10 +182,6 @@ class TrainResult:
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
-
-
-class Trainable(Protocol):
-    def stages(self, train: Split) -> list[Stage]: ...
 
 
 def dist_info() -> tuple[int, int]:
@@ -482,8 +477,3 @@ def options_dict(options: TrainOptions, *, semantic_only: bool = False) -> dict[
         for key in TrainOptions.NON_SEMANTIC:
             d.pop(key, None)
     return d
-
-
-def iterate_batches(n: int, batch_size: int) -> Iterator[slice]:
-    for start in range(0, n, batch_size):
-        yield slice(start, min(n, start + batch_size))
