@@ -82,13 +82,12 @@ def _check_scopes(regs: Registries, overrides: cfg.Overrides) -> None:
 
 
 def _config_of(spec: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-    target = spec.load()
-    config_cls = getattr(target, "Config", None)
-    if config_cls is None:
+    config = spec.configure(overrides)
+    if config is None:
         if overrides:
             raise PlanError(f"{spec.kind} {spec.name!r} takes no options, but got {sorted(overrides)}")
         return {}
-    return cfg.to_dict(cfg.build(config_cls, overrides, where=spec.name))
+    return cfg.to_dict(config)
 
 
 def harness_options(overrides: cfg.Overrides) -> tuple[Any, Any]:
@@ -181,10 +180,8 @@ def load_data(regs: Registries, name: str, dataset_config: dict[str, Any], data_
               progress: bool) -> DataBundle:
     key = cfg.config_hash([name, dataset_config, data_dir])
     if key not in _DATA_MEMO:
-        spec = regs.datasets.get(name)
-        target = spec.load()
         options = {k: v for k, v in dataset_config.items() if k != "name"}
-        instance = target(cfg.build(target.Config, options, where=name)) if hasattr(target, "Config") else target()
+        instance = regs.datasets.get(name).build(options)
         bundle = instance.load(data_root(data_dir), cache_root() / "datasets", progress=progress)
         _DATA_MEMO.clear()  # keep one dataset in memory per process
         _DATA_MEMO[key] = bundle
@@ -229,9 +226,7 @@ def evaluate_metric(spec: Any, metric_config: dict[str, Any], ctx: Any, regs: Re
     t0 = time.perf_counter()
     try:
         _check_requirements(spec.requires, ctx.data, regs, kinds=("package",))
-        target = spec.load()
-        options = {k: v for k, v in metric_config.items()}
-        metric = target(cfg.build(target.Config, options, where=spec.name)) if hasattr(target, "Config") else target()
+        metric = spec.build(dict(metric_config))
         applies = getattr(metric, "applies", None)
         if applies is not None:  # "does not apply to this dataset" is the reason to give, before missing files
             applies(ctx)
@@ -305,11 +300,9 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
     from disentbench.training import TrainOptions, dist_info
 
     options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
-    method_cls = regs.methods.get(cell.method).load()
     method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
     torch.manual_seed(cell.seed)
-    method = method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
-                        DataInfo.from_split(data.train)).to(device)
+    method = regs.methods.get(cell.method).build(method_options, DataInfo.from_split(data.train)).to(device)
     state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
     if leader and dist_info()[1] == 1 and not (state_path.exists() and summary_path.exists()):
         _adopt_training(cell, rd)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from disentbench import config as cfg
 from disentbench.contracts import Codes, DataInfo
 from disentbench.plugins import load_registries
 from disentbench.training import TrainOptions
@@ -17,12 +16,10 @@ METHODS = REGS.methods.names()
 
 def build(name: str, data, seed: int = 0):
     spec = REGS.methods.get(name)
-    target = spec.load()
     options = dict(QUICK.get(name, {}))
-    config = cfg.build(target.Config, options, where=name)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return target(config, DataInfo.from_split(data.train))
+        return spec.build(options, DataInfo.from_split(data.train))
 
 
 def test_every_method_has_quick_settings_and_an_offline_default():

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from disentbench import config as cfg
 from disentbench.plugins import load_registries
 from disentbench.runner import plan
 from disentbench.store import read_records
@@ -48,8 +47,7 @@ def _results(records):
 
 
 def _executor(regs, name, **options):
-    target = regs.executors.get(name).load()
-    return target(cfg.build(target.Config, options))
+    return regs.executors.get(name).build(options)
 
 
 def _store(out):
