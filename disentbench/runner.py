@@ -24,7 +24,8 @@ from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnav
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
-from disentbench.store import RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunLock, RunStore, atomic_write_bytes, now
+from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunLock, RunStatus, RunStore, atomic_write_bytes,
+                               cell_record, now, run_error)
 
 HARNESS_SCOPES = ("train", "eval")
 
@@ -276,8 +277,7 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
     if decision == "finished":
         return {**(existing or rd.read_record() or {}), "_skipped": True}
     if decision == "running-elsewhere":
-        return {"run_id": cell.run_id, "status": "running-elsewhere", "method": cell.method,
-                "dataset": cell.dataset, "seed": cell.seed, "_skipped": True}
+        return cell_record(cell, RunStatus.RUNNING_ELSEWHERE, _skipped=True)
     if rank != 0:
         return _follow(cell, regs, rd)
     try:
@@ -370,8 +370,7 @@ def _follow(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     data = load_data(regs, cell.dataset, cell.config["dataset"], cell.data_dir, False)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         _train_or_load(cell, regs, rd, data, device, leader=False)
-    return {"run_id": cell.run_id, "status": "follower", "method": cell.method, "dataset": cell.dataset,
-            "seed": cell.seed, "_skipped": True}
+    return cell_record(cell, RunStatus.FOLLOWER, _skipped=True)
 
 
 def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
@@ -385,7 +384,7 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     started = now()
     record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
     record.update(
-        schema_version=SCHEMA_VERSION, run_id=cell.run_id, status="failed", method=cell.method,
+        schema_version=SCHEMA_VERSION, run_id=cell.run_id, status=RunStatus.FAILED, method=cell.method,
         dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.config,
         metrics={}, timings={}, artifacts={}, started_at=started,
     )
@@ -430,10 +429,10 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
         if missing and cell.require_metrics:
             raise RuntimeError("--require-metrics: unavailable metric(s): " + "; ".join(
                 f"{n}: {record['metrics'][n]['reason']}" for n in missing))
-        record["status"] = "finished"
+        record["status"] = RunStatus.FINISHED
     except Exception as exc:
-        record["status"] = "failed"
-        record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+        record["status"] = RunStatus.FAILED
+        record["error"] = run_error(exc, traceback=traceback.format_exc())
     record["finished_at"] = now()
     rd.write("record.json", record)
     return record

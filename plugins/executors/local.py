@@ -12,6 +12,7 @@ from typing import Any
 
 from disentbench.executors import Report, execute_json, limit_threads, threads_per_worker
 from disentbench.runner import Cell, run_sweep
+from disentbench.store import failure_record
 
 
 @dataclass
@@ -73,10 +74,7 @@ class LocalExecutor:
                 try:
                     record = future.result()
                 except Exception as exc:  # the worker process itself died (killed, out of memory)
-                    record = {"run_id": cells[k].run_id, "status": "failed", "method": cells[k].method,
-                              "dataset": cells[k].dataset, "seed": cells[k].seed,
-                              "error": {"type": type(exc).__name__, "message": f"worker died: {exc}",
-                                        "traceback": ""}}
+                    record = failure_record(cells[k], exc, f"worker died: {exc}")
                 records[k] = record
                 if report is not None:
                     report(done, len(cells), cells[k], record)

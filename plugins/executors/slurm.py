@@ -14,6 +14,7 @@ from typing import Any
 
 from disentbench.executors import Report, execute_json
 from disentbench.runner import Cell
+from disentbench.store import RunStatus, cell_record, failure_record
 
 try:  # submitit is an optional extra; the class below needs it only when the executor is used
     from submitit.helpers import Checkpointable
@@ -84,17 +85,14 @@ class SlurmExecutor:
         print(f"disentbench: submitted {len(jobs)} job(s) through submitit ({executor.cluster}): "
               f"{', '.join(j.job_id for j in jobs[:5])}{' ...' if len(jobs) > 5 else ''}", flush=True)
         if not c.wait:
-            return [{"run_id": cell.run_id, "status": "submitted", "method": cell.method, "dataset": cell.dataset,
-                     "seed": cell.seed, "job_id": job.job_id, "_skipped": True} for cell, job in zip(cells, jobs)]
+            return [cell_record(cell, RunStatus.SUBMITTED, job_id=job.job_id, _skipped=True)
+                    for cell, job in zip(cells, jobs)]
         records = []
         for done, (cell, job) in enumerate(zip(cells, jobs), 1):
             try:
                 record = job.result()
             except Exception as exc:  # the job failed outside the run's own error handling
-                record = {"run_id": cell.run_id, "status": "failed", "method": cell.method,
-                          "dataset": cell.dataset, "seed": cell.seed,
-                          "error": {"type": type(exc).__name__, "message": f"slurm job {job.job_id}: {exc}",
-                                    "traceback": ""}}
+                record = failure_record(cell, exc, f"slurm job {job.job_id}: {exc}")
             records.append(record)
             if report is not None:
                 report(done, len(cells), cell, record)
