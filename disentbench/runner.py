@@ -26,6 +26,7 @@ from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
 from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, RunDir, RunLock, RunStatus, RunStore, atomic_write_bytes,
                                cell_record, now, run_error)
+from disentbench.weights import WeightStore
 
 HARNESS_SCOPES = ("train", "eval")
 
@@ -158,8 +159,6 @@ def unavailable_methods(regs: Registries, names: Iterable[str] | None = None) ->
     requirement whose file is missing here, each with the reason. A sweep over "all" leaves them
     out instead of failing; a method named explicitly still runs, and fails saying what file to
     put where. A present but corrupt file does not count as missing (the run reports it)."""
-    from disentbench.weights import WeightStore
-
     store = WeightStore(regs.weights)
     out: dict[str, str] = {}
     for name in regs.methods.names() if names is None else names:
@@ -198,8 +197,6 @@ def _check_requirements(requires: Iterable[str], data: DataBundle, regs: Registr
                         kinds: Iterable[str] | None = None) -> None:
     """Raise :class:`MetricUnavailable` (or ``WeightsUnavailable``) for the first unmet requirement;
     ``kinds`` restricts the check to those kinds ("factors", "weights", "package", "extra")."""
-    from disentbench.weights import WeightStore
-
     for req in requires:
         kind, _, arg = req.partition(":")
         if kinds is not None and kind not in kinds:
@@ -302,7 +299,8 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
     options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
     method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
     torch.manual_seed(cell.seed)
-    method = regs.methods.get(cell.method).build(method_options, DataInfo.from_split(data.train)).to(device)
+    info = DataInfo.from_split(data.train, weights=WeightStore(regs.weights))
+    method = regs.methods.get(cell.method).build(method_options, info).to(device)
     state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
     if leader and dist_info()[1] == 1 and not (state_path.exists() and summary_path.exists()):
         _adopt_training(cell, rd)
@@ -379,7 +377,6 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     from disentbench import env as envmod
     from disentbench.evaluation import EvalContext, EvalOptions, transfer_grid
     from disentbench.training import TrainOptions, resolve_device
-    from disentbench.weights import WeightStore
 
     started = now()
     record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}

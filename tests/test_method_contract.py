@@ -8,6 +8,7 @@ import torch
 from disentbench.contracts import Codes, DataInfo
 from disentbench.plugins import load_registries
 from disentbench.training import TrainOptions
+from disentbench.weights import WeightStore
 
 REGS = load_registries()
 QUICK = REGS.suites.get("quick").load().settings
@@ -19,7 +20,7 @@ def build(name: str, data, seed: int = 0):
     options = dict(QUICK.get(name, {}))
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return spec.build(options, DataInfo.from_split(data.train))
+        return spec.build(options, DataInfo.from_split(data.train, weights=WeightStore(REGS.weights)))
 
 
 def test_every_method_has_quick_settings_and_an_offline_default():
