@@ -58,3 +58,10 @@ def test_shapes_determinism_and_save_load(name, tiny_data, tmp_path):
     again.load(tmp_path / "state.pt")
     again.eval()
     assert torch.equal(again.transfer(x, y), out), "save → load does not reproduce the outputs"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_registered_method_implements_the_method_protocol(name):
+    from disentbench.contracts import Method
+
+    assert issubclass(REGS.methods.get(name).load(), Method)
