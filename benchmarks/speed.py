@@ -79,13 +79,13 @@ def measure_method(name: str, regs: Any, *, scale: str, device: Any, options: li
     from disentbench import config as cfg
     from disentbench.contracts import DataInfo
     from disentbench.training import Trainer, TrainOptions
+    from disentbench.weights import WeightStore
 
     spec = regs.methods.get(name)
-    target = spec.load()
     settings = regs.suites.get("quick").load().settings if scale == "quick" else {}
     settings = cfg.merge(settings, overrides or {})
     resolution = int(settings.get("synth3d", {}).get("resolution", 64))
-    config = cfg.build(target.Config, settings.get(name, {}), where=name)
+    config = spec.configure(settings.get(name, {}))
     batch = max(int(getattr(config, "batch_size", 64)), 8)
     split = random_split(resolution, n_classes=max(8, batch // 4), per_class=24)
     rows = []
@@ -94,7 +94,7 @@ def measure_method(name: str, regs: Any, *, scale: str, device: Any, options: li
         for option in options:
             torch.manual_seed(0)
             try:
-                method = target(config, DataInfo.from_split(split))
+                method = spec.build(settings.get(name, {}), DataInfo.from_split(split, weights=WeightStore(regs.weights)))
                 if stage_index >= len(method.stages(split)):
                     break
                 trainer = Trainer(method, split, TrainOptions(device=str(device), **OPTION_SETS[option]))
@@ -120,21 +120,22 @@ def measure_eval(regs: Any, name: str, device: Any) -> list[dict[str, Any]]:
 
     import torch
 
-    from disentbench import config as cfg
     from disentbench.contracts import DataInfo
     from disentbench.evaluation import EvalContext, EvalOptions
     from disentbench.runner import evaluate_metric
     from disentbench.training import TrainOptions
+    from disentbench.weights import WeightStore
     from disentbench_plugins.datasets.synth3d import Synth3D, Synth3DConfig
 
     settings = regs.suites.get("quick").load().settings
     with tempfile.TemporaryDirectory() as tmp:
         data = Synth3D(Synth3DConfig(**settings.get("synth3d", {}))).load(Path(tmp), Path(tmp), progress=False)
-        target = regs.methods.get(name).load()
-        method = target(cfg.build(target.Config, settings.get(name, {})), DataInfo.from_split(data.train))
+        store = WeightStore(regs.weights)
+        method = regs.methods.get(name).build(settings.get(name, {}), DataInfo.from_split(data.train, weights=store))
         method.fit(data.train, TrainOptions(device=str(device), max_steps=2), progress=False)
         options = EvalOptions(n_pairs=256, max_codes=1024)
-        ctx = EvalContext(method, data, device=device, seed=0, options=options, cache_dir=Path(tmp) / "eval")
+        ctx = EvalContext(method, data, device=device, seed=0, options=options, cache_dir=Path(tmp) / "eval",
+                          weights=store)
         rows = []
         for spec in regs.metrics:
             metric_options = settings.get(spec.name, {})

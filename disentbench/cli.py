@@ -320,8 +320,7 @@ def _executor(regs, args: argparse.Namespace, overrides: dict[str, dict[str, Any
         if spec.name != "ray":
             raise cfg.ConfigError("--ray-address needs --executor ray")
         options["address"] = args.ray_address
-    target = spec.load()
-    return target(cfg.build(target.Config, options, where=spec.name)) if hasattr(target, "Config") else target()
+    return spec.build(options)
 
 
 # -- list / plugins --------------------------------------------------------------------------
@@ -477,10 +476,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _dataset(regs, name: str, sets: list[str] | None):
     from disentbench import config as cfg
 
-    spec = regs.datasets.get(name)
-    target = spec.load()
     options = cfg.parse_sets(sets).get(name, {})
-    return target(cfg.build(target.Config, options, where=name)) if hasattr(target, "Config") else target()
+    return regs.datasets.get(name).build(options)
 
 
 def _show(value: Any, indent: int = 0) -> list[str]:

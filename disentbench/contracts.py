@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # torch is imported only where a run needs it
     import torch
 
     from disentbench.evaluation import EvalContext
-    from disentbench.training import TrainOptions
+    from disentbench.training import Stage, TrainOptions, TrainResult
+    from disentbench.weights import WeightStore
 
 
 class Unavailable(Exception):
@@ -150,7 +151,9 @@ class DataBundle:
 
 @dataclass(frozen=True)
 class DataInfo:
-    """What a method needs to know about its training data to build itself."""
+    """What a method needs to know about its training data to build itself, and where its
+    pretrained weights come from (``weights``: the run's :class:`~disentbench.weights.WeightStore`,
+    passed in by the runner; ``None`` when the caller gave none)."""
 
     channels: int
     height: int
@@ -159,11 +162,12 @@ class DataInfo:
     n_images: int
     factor_names: tuple[str, ...] = ()
     factor_sizes: tuple[int, ...] = ()
+    weights: "WeightStore | None" = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_split(cls, split: Split) -> "DataInfo":
+    def from_split(cls, split: Split, weights: "WeightStore | None" = None) -> "DataInfo":
         c, h, w = split.image_shape
-        return cls(c, h, w, len(split.class_ids()), len(split), split.factor_names, split.factor_sizes)
+        return cls(c, h, w, len(split.class_ids()), len(split), split.factor_names, split.factor_sizes, weights)
 
 
 class Codes(NamedTuple):
@@ -175,11 +179,16 @@ class Codes(NamedTuple):
 
 @runtime_checkable
 class Method(Protocol):
-    """A trainable disentanglement method (see :class:`disentbench.method.BaseMethod`)."""
+    """Everything the runner calls on a trained method, exactly as
+    :class:`disentbench.method.BaseMethod` (a ``torch.nn.Module``) provides it: a plugin subclasses
+    BaseMethod and writes ``stages``, ``encode`` and ``decode``; the rest is inherited."""
 
-    def fit(self, train: Split, options: "TrainOptions", *, checkpoint: Path | None = None,
-            progress: bool = True) -> list[dict[str, float]]:
-        """Train on the training split; returns the per-step loss log."""
+    def stages(self, train: Split) -> list["Stage"]:
+        """The training stages, in order (the harness runs the loop, precision and checkpoints)."""
+
+    def fit(self, train: Split, options: "TrainOptions", *, seed: int = 0, checkpoint: Path | None = None,
+            progress: bool = True) -> "TrainResult":
+        """Train on the training split under ``seed`` (resuming from ``checkpoint`` if it exists)."""
 
     def encode(self, images: "torch.Tensor") -> Codes: ...
 
@@ -188,9 +197,15 @@ class Method(Protocol):
     def transfer(self, class_images: "torch.Tensor", content_images: "torch.Tensor") -> "torch.Tensor":
         """Images with the class of ``class_images[k]`` and the content of ``content_images[k]``."""
 
+    def reconstruct(self, images: "torch.Tensor") -> "torch.Tensor": ...
+
     def save(self, path: Path) -> None: ...
 
     def load(self, path: Path) -> None: ...
+
+    def to(self, device: Any) -> "Method": ...
+
+    def eval(self) -> "Method": ...
 
 
 @runtime_checkable

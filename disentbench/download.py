@@ -75,10 +75,6 @@ def file_digests(path: Path, algorithms: Iterable[str] = ("sha256",), *, progres
     return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
-def sha256_file(path: Path, *, progress: bool = False) -> str:
-    return file_digests(path, ("sha256",), progress=progress)["sha256"]
-
-
 def verify(path: Path, sha256: str | None, size: int | None = None, *, md5: str | None = None,
            progress: bool = False) -> None:
     """Raise :class:`ChecksumError` unless ``path`` has the pinned size, SHA-256 (full or prefix)

@@ -24,8 +24,9 @@ from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnav
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
-from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, LockLost, NewerSchema, RunDir, RunLock, RunStore,
-                               atomic_write_bytes, guard, now, quarantine, warn)
+from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, LockLost, NewerSchema, RunDir, RunLock, RunStatus,
+                               RunStore, atomic_write_bytes, cell_record, guard, now, quarantine, run_error, warn)
+from disentbench.weights import WeightStore
 
 HARNESS_SCOPES = ("train", "eval")
 
@@ -83,13 +84,12 @@ def _check_scopes(regs: Registries, overrides: cfg.Overrides) -> None:
 
 
 def _config_of(spec: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-    target = spec.load()
-    config_cls = getattr(target, "Config", None)
-    if config_cls is None:
+    config = spec.configure(overrides)
+    if config is None:
         if overrides:
             raise PlanError(f"{spec.kind} {spec.name!r} takes no options, but got {sorted(overrides)}")
         return {}
-    return cfg.to_dict(cfg.build(config_cls, overrides, where=spec.name))
+    return cfg.to_dict(config)
 
 
 def harness_options(overrides: cfg.Overrides) -> tuple[Any, Any]:
@@ -159,8 +159,6 @@ def unavailable_methods(regs: Registries, names: Iterable[str] | None = None) ->
     requirement whose file is missing here, each with the reason. A sweep over "all" leaves them
     out instead of failing; a method named explicitly still runs, and fails saying what file to
     put where. A present but corrupt file does not count as missing (the run reports it)."""
-    from disentbench.weights import WeightStore
-
     store = WeightStore(regs.weights)
     out: dict[str, str] = {}
     for name in regs.methods.names() if names is None else names:
@@ -182,10 +180,8 @@ def load_data(regs: Registries, name: str, dataset_config: dict[str, Any], data_
               progress: bool) -> DataBundle:
     key = cfg.config_hash([name, dataset_config, data_dir])
     if key not in _DATA_MEMO:
-        spec = regs.datasets.get(name)
-        target = spec.load()
         options = {k: v for k, v in dataset_config.items() if k != "name"}
-        instance = target(cfg.build(target.Config, options, where=name)) if hasattr(target, "Config") else target()
+        instance = regs.datasets.get(name).build(options)
         bundle = instance.load(data_root(data_dir), cache_root() / "datasets", progress=progress)
         _DATA_MEMO.clear()  # keep one dataset in memory per process
         _DATA_MEMO[key] = bundle
@@ -201,8 +197,6 @@ def _check_requirements(requires: Iterable[str], data: DataBundle, regs: Registr
                         kinds: Iterable[str] | None = None) -> None:
     """Raise :class:`MetricUnavailable` (or ``WeightsUnavailable``) for the first unmet requirement;
     ``kinds`` restricts the check to those kinds ("factors", "weights", "package", "extra")."""
-    from disentbench.weights import WeightStore
-
     for req in requires:
         kind, _, arg = req.partition(":")
         if kinds is not None and kind not in kinds:
@@ -230,9 +224,7 @@ def evaluate_metric(spec: Any, metric_config: dict[str, Any], ctx: Any, regs: Re
     t0 = time.perf_counter()
     try:
         _check_requirements(spec.requires, ctx.data, regs, kinds=("package",))
-        target = spec.load()
-        options = {k: v for k, v in metric_config.items()}
-        metric = target(cfg.build(target.Config, options, where=spec.name)) if hasattr(target, "Config") else target()
+        metric = spec.build(dict(metric_config))
         applies = getattr(metric, "applies", None)
         if applies is not None:  # "does not apply to this dataset" is the reason to give, before missing files
             applies(ctx)
@@ -287,8 +279,7 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
     if decision == "finished":
         return {**(existing or rd.read_record() or {}), "_skipped": True}
     if decision == "running-elsewhere":
-        return {"run_id": cell.run_id, "status": "running-elsewhere", "method": cell.method,
-                "dataset": cell.dataset, "seed": cell.seed, "_skipped": True}
+        return cell_record(cell, RunStatus.RUNNING_ELSEWHERE, _skipped=True)
     if rank != 0:
         return _follow(cell, regs, rd)
     try:
@@ -308,7 +299,7 @@ def record_failure(cell: Cell, error_type: str, message: str) -> dict[str, Any]:
     """A failed record for a cell that could not record its own failure (its worker process died):
     written to the run directory, unless the run finished meanwhile or a live worker holds it."""
     record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
-    record.update(schema_version=SCHEMA_VERSION, run_id=cell.run_id, status="failed", method=cell.method,
+    record.update(schema_version=SCHEMA_VERSION, run_id=cell.run_id, status=RunStatus.FAILED, method=cell.method,
                   dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.config,
                   metrics={}, timings={}, artifacts={}, started_at=now(), finished_at=now(),
                   error={"type": error_type, "message": message, "traceback": ""})
@@ -316,7 +307,8 @@ def record_failure(cell: Cell, error_type: str, message: str) -> dict[str, Any]:
     lock = RunLock(rd)
     if lock.acquire():  # the dead worker's lock is stale: its pid is gone
         try:
-            if not rd.finished:
+            existing = rd.read_record()
+            if existing is None or existing.get("status") != RunStatus.FINISHED:
                 rd.archive_failed()
                 rd.write("record.json", record)
         except (OSError, ValueError) as exc:
@@ -337,13 +329,12 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
     from disentbench.training import TrainOptions, dist_info
 
     options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
-    method_cls = regs.methods.get(cell.method).load()
     method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
 
     def build() -> Any:
         torch.manual_seed(cell.seed)
-        return method_cls(cfg.build(method_cls.Config, method_options, where=cell.method),
-                          DataInfo.from_split(data.train)).to(device)
+        info = DataInfo.from_split(data.train, weights=WeightStore(regs.weights))
+        return regs.methods.get(cell.method).build(method_options, info).to(device)
 
     method = build()
     state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
@@ -452,8 +443,7 @@ def _follow(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     data = load_data(regs, cell.dataset, cell.config["dataset"], cell.data_dir, False)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         _train_or_load(cell, regs, rd, data, device, leader=False)
-    return {"run_id": cell.run_id, "status": "follower", "method": cell.method, "dataset": cell.dataset,
-            "seed": cell.seed, "_skipped": True}
+    return cell_record(cell, RunStatus.FOLLOWER, _skipped=True)
 
 
 def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
@@ -462,12 +452,11 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     from disentbench import env as envmod
     from disentbench.evaluation import EvalContext, EvalOptions, transfer_grid
     from disentbench.training import TrainOptions, resolve_device
-    from disentbench.weights import WeightStore
 
     started = now()
     record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
     record.update(
-        schema_version=SCHEMA_VERSION, run_id=cell.run_id, status="failed", method=cell.method,
+        schema_version=SCHEMA_VERSION, run_id=cell.run_id, status=RunStatus.FAILED, method=cell.method,
         dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.config,
         metrics={}, timings={}, artifacts={}, started_at=started,
     )
@@ -512,12 +501,12 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
         if missing and cell.require_metrics:
             raise RuntimeError("--require-metrics: unavailable metric(s): " + "; ".join(
                 f"{n}: {record['metrics'][n]['reason']}" for n in missing))
-        record["status"] = "finished"
+        record["status"] = RunStatus.FINISHED
     except LockLost:
         raise  # another worker owns the run now: record nothing
     except Exception as exc:
-        record["status"] = "failed"
-        record["error"] = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+        record["status"] = RunStatus.FAILED
+        record["error"] = run_error(exc, traceback=traceback.format_exc())
     record["finished_at"] = now()
     rd.write("record.json", record)
     return record

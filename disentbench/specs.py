@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping
 
+from disentbench import config as cfg
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
 SUPERVISION_LEVELS = ("class-supervised", "unsupervised", "video-pairs", "pose-supervised")
@@ -54,6 +56,19 @@ class _Spec:
     def load(self) -> Any:
         """Import and return the target (a class or factory)."""
         return load_target(self.target)
+
+    def configure(self, options: Mapping[str, Any] | None = None) -> Any:
+        """The target's ``Config`` dataclass built from its defaults plus ``options`` (type-checked;
+        errors name the plugin), or ``None`` when the target has no ``Config``."""
+        target = self.load()
+        return cfg.build(target.Config, options, where=self.name) if hasattr(target, "Config") else None
+
+    def build(self, options: Mapping[str, Any] | None = None, *args: Any) -> Any:
+        """The one factory: ``target(config, *args)`` with the config from :meth:`configure`, or
+        ``target(*args)`` when the target has no ``Config`` (a method passes its ``DataInfo``)."""
+        target = self.load()
+        config = self.configure(options)
+        return target(*args) if config is None else target(config, *args)
 
     def target_path(self) -> str:
         t = self.target

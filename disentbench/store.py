@@ -15,17 +15,36 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 1
 RECORD = "record.json"
 
+
+class RunStatus(str, Enum):
+    """Every status a run's answer can have. Only ``finished`` and ``failed`` are written to
+    ``record.json``; the others are what a sweep reports for a cell it did not run here."""
+
+    FINISHED = "finished"  # trained and evaluated
+    FAILED = "failed"  # the record's 'error' says why
+    RUNNING_ELSEWHERE = "running-elsewhere"  # another process holds the run's lock; skipped here
+    FOLLOWER = "follower"  # a non-zero rank of a distributed run; rank 0 writes the record
+    SUBMITTED = "submitted"  # queued on a cluster without waiting; the job writes the record
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
 #: Documented schema of ``record.json`` (version 1). Every key is always present.
 RECORD_SCHEMA: dict[str, str] = {
     "schema_version": "int: version of this schema",
     "run_id": "str: <dataset>/<method>/seed<seed>-<config_hash>",
-    "status": "str: 'finished' or 'failed'",
+    "status": "str: 'finished' or 'failed' (a sweep also answers 'running-elsewhere', 'follower' or "
+              "'submitted' for a cell it did not run here; those are never written: RunStatus)",
     "method": "str", "dataset": "str", "seed": "int",
     "supervision": "str: the method's supervision level",
     "config_hash": "str: sha256[:12] of the canonical JSON of 'config'",
@@ -41,6 +60,23 @@ RECORD_SCHEMA: dict[str, str] = {
     "error": "null or {type, message, traceback} when status is 'failed'",
     "started_at": "float: unix time", "finished_at": "float: unix time",
 }
+
+
+def cell_record(cell: Any, status: RunStatus, **extra: Any) -> dict[str, Any]:
+    """The short answer for a cell (anything with ``run_id``, ``method``, ``dataset``, ``seed``)
+    that was not run to a full record here: skipped, submitted, or its process died."""
+    return {"run_id": cell.run_id, "status": status, "method": cell.method, "dataset": cell.dataset,
+            "seed": cell.seed, **extra}
+
+
+def run_error(exc: BaseException, message: str | None = None, traceback: str = "") -> dict[str, Any]:
+    """A record's ``error``: the exception's type, a message (``str(exc)`` unless given) and a traceback."""
+    return {"type": type(exc).__name__, "message": str(exc) if message is None else message, "traceback": traceback}
+
+
+def failure_record(cell: Any, exc: BaseException, message: str | None = None) -> dict[str, Any]:
+    """The record of a cell whose worker, task or job died before the run could write its own."""
+    return cell_record(cell, RunStatus.FAILED, error=run_error(exc, message))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -199,11 +235,6 @@ class RunDir:
             quarantine(self.record_path, str(exc))
             return None
 
-    @property
-    def finished(self) -> bool:
-        record = self.read_record()
-        return record is not None and record.get("status") == "finished"
-
     def archive_failed(self) -> None:
         """Keep a failed attempt's record (append-only history) before a retry."""
         record = self.read_record()
@@ -234,9 +265,6 @@ class RunStore:
         path = self.root / run_id
         path.mkdir(parents=True, exist_ok=True)
         return RunDir(path)
-
-    def records(self) -> list[dict[str, Any]]:
-        return read_records([self.root])
 
 
 def read_records(roots: Iterable[Path]) -> list[dict[str, Any]]:

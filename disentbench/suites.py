@@ -542,14 +542,12 @@ class SuitePlan:
 def dataset_missing(regs: Any, name: str, dataset_config: dict[str, Any], data_dir: str | Path | None) -> str:
     """Why ``name`` cannot be loaded here without a download that cannot happen ("" if it can):
     its files are not under the data root and it is not downloadable, or downloads are off."""
-    from disentbench import config as cfg
     from disentbench.contracts import Unavailable
     from disentbench.download import downloads_allowed
     from disentbench.paths import data_root
 
-    target = regs.datasets.get(name).load()
     options = {k: v for k, v in dataset_config.items() if k != "name"}
-    instance = target(cfg.build(target.Config, options, where=name)) if hasattr(target, "Config") else target()
+    instance = regs.datasets.get(name).build(options)
     locate = getattr(instance, "locate", None)
     if locate is None:  # generated, or loaded some other way: assume it is here
         return ""

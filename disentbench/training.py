@@ -13,15 +13,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from disentbench.contracts import Split
 
-LOG_EVERY = 1
 
 
 @dataclass
@@ -107,6 +107,18 @@ class Stage:
     on_epoch_end: Callable[[int, "StepContext"], None] | None = None
 
 
+class _Updated(nn.Module):
+    """The parameters one update steps, as a module for DistributedDataParallel to wrap; its
+    forward returns the loss, so that DDP prepares the gradient all-reduce of its backward."""
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        super().__init__()
+        self.params = nn.ParameterList(params)
+
+    def forward(self, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+
 class StepContext:
     """What a training step gets from the harness: its optimizers, mixed precision and counters."""
 
@@ -121,6 +133,7 @@ class StepContext:
         self.step = 0
         self.epoch = 0
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self._parallel: dict[tuple[str, ...], DistributedDataParallel | None] = {}
 
     @property
     def progress(self) -> float:
@@ -135,31 +148,36 @@ class StepContext:
 
     def update(self, loss: torch.Tensor, *names: str, retain_graph: bool = False) -> None:
         """Zero the named optimizers' gradients, back-propagate ``loss`` and step them."""
-        opts = [self.optimizers[n] for n in (names or tuple(self.optimizers))]
+        names = names or tuple(self.optimizers)
+        opts = [self.optimizers[n] for n in names]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
+        parallel = self._data_parallel(names) if self.world > 1 else None
+        if parallel is not None:
+            loss = parallel(loss)  # the backward below all-reduces the gradients in buckets as they are ready
         with torch.autocast(self.device.type, enabled=False):
             self.scaler.scale(loss).backward(retain_graph=retain_graph)
-        if self.world > 1:
-            self._average_gradients(opts)
         for opt in opts:
             self.scaler.step(opt)
 
-    def _average_gradients(self, opts: list[torch.optim.Optimizer]) -> None:
-        """Data parallelism: every rank computed the loss on its shard of the global batch; the
-        mean of their gradients is the gradient of the mean loss over the whole batch."""
-        import torch.distributed as dist
-
-        grads = [p.grad for opt in opts for group in opt.param_groups for p in group["params"] if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat.div_(self.world)
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
+    def _data_parallel(self, names: tuple[str, ...]) -> DistributedDataParallel | None:
+        """Data parallelism by torch's DistributedDataParallel: every rank computed the loss on its
+        shard of the global batch, and DDP averages the gradients of the named optimizers'
+        parameters over the ranks, bucket by bucket, while the backward pass runs. Methods call
+        their sub-modules directly and several optimizers update different parts, so DDP wraps
+        not the method but the parameters being updated, and its forward passes the loss through
+        (one DDP per set of optimizer names, built at its first update; ranks start equal, seeded alike)."""
+        if names not in self._parallel:
+            seen: dict[int, nn.Parameter] = {}
+            for name in names:
+                for group in self.optimizers[name].param_groups:
+                    for p in group["params"]:
+                        if p.requires_grad:
+                            seen.setdefault(id(p), p)
+            self._parallel[names] = DistributedDataParallel(
+                _Updated(list(seen.values())), find_unused_parameters=True, broadcast_buffers=False,
+                init_sync=False) if seen else None
+        return self._parallel[names]
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(*shape, device=self.device, generator=self.generator)
@@ -183,10 +201,6 @@ class TrainResult:
     @property
     def images_per_second(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
-
-
-class Trainable(Protocol):
-    def stages(self, train: Split) -> list[Stage]: ...
 
 
 def dist_info() -> tuple[int, int]:
@@ -512,8 +526,3 @@ def options_dict(options: TrainOptions, *, semantic_only: bool = False) -> dict[
         for key in TrainOptions.NON_SEMANTIC:
             d.pop(key, None)
     return d
-
-
-def iterate_batches(n: int, batch_size: int) -> Iterator[slice]:
-    for start in range(0, n, batch_size):
-        yield slice(start, min(n, start + batch_size))

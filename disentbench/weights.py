@@ -149,8 +149,11 @@ class WeightStore:
                                fix=f"delete it and run `disentbench weights fetch {name}`")
 
 
-def default_store() -> WeightStore:
-    """A store over every weight file the installed plugins register."""
-    from disentbench.plugins import load_registries
-
-    return WeightStore(load_registries().weights)
+def passed_store(store: WeightStore | None, name: str, who: str) -> WeightStore:
+    """``store`` (passed in by the runner), or :class:`WeightsUnavailable` saying that none was."""
+    if store is None:
+        raise WeightsUnavailable(
+            f"{who} needs the pretrained weights {name!r}, but no WeightStore was passed in (the runner passes "
+            "DataInfo.weights to a method and EvalContext.weights to a metric); when building one by hand, "
+            "pass weights=WeightStore(load_registries().weights)")
+    return store

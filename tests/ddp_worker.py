@@ -1,5 +1,7 @@
 """Run by tests/test_scaling.py under torchrun (2 processes, gloo) and directly (1 process): trains
-TinyAE on tiny synth3d and saves the final parameters from rank 0."""
+TinyAE (or TwoOptimizers, whose encoder and decoder have optimizers of their own, stepped by separate
+updates as GAN-style methods do) on tiny synth3d and saves the final parameters from rank 0, with
+how many DistributedDataParallel wrappers the training built."""
 from __future__ import annotations
 
 import sys
@@ -13,22 +15,52 @@ from conftest import TINY  # noqa: E402
 from disentbench.contracts import DataInfo  # noqa: E402
 from disentbench.training import TrainOptions, init_distributed_from_env  # noqa: E402
 from disentbench_plugins.datasets.synth3d import Synth3D, Synth3DConfig  # noqa: E402
+from disentbench.training import Stage  # noqa: E402
 from testplugins import TinyAE, TinyAEConfig  # noqa: E402
 
+BUILT = []  # every DistributedDataParallel constructed in this process
+_init = torch.nn.parallel.DistributedDataParallel.__init__
 
-def main(out: str, batch_size: int, cache: str) -> None:
+
+def _counting_init(self, *args, **kwargs):
+    BUILT.append(1)
+    _init(self, *args, **kwargs)
+
+
+torch.nn.parallel.DistributedDataParallel.__init__ = _counting_init
+
+
+class TwoOptimizers(TinyAE):
+    """Two updates per step with two optimizers: the decoder first (encoder frozen by its own
+    optimizer not stepping), then the encoder on a fresh forward pass."""
+
+    def stages(self, train):
+        def step(batch, ctx):
+            loss = (self.decode(*self.encode(batch.images)) - batch.images).pow(2).mean()
+            ctx.update(loss, "dec")
+            again = (self.decode(*self.encode(batch.images)) - batch.images).abs().mean()
+            ctx.update(again, "enc")
+            return {"loss": loss.detach()}
+
+        return [Stage("ae", self.config.epochs, self.config.batch_size, step,
+                      lambda: {"enc": torch.optim.Adam(self.enc.parameters(), self.config.lr),
+                               "dec": torch.optim.SGD(self.dec.parameters(), 0.1)})]
+
+
+def main(out: str, batch_size: int, cache: str, method_name: str = "tinyae") -> None:
     rank, world = init_distributed_from_env()
     torch.set_num_threads(1)
     data = Synth3D(Synth3DConfig(**TINY["synth3d"])).load(Path(cache), Path(cache), progress=False)
     torch.manual_seed(0)
-    method = TinyAE(TinyAEConfig(epochs=3, batch_size=batch_size), DataInfo.from_split(data.train))
+    cls = {"tinyae": TinyAE, "two-optimizers": TwoOptimizers}[method_name]
+    method = cls(TinyAEConfig(epochs=3, batch_size=batch_size), DataInfo.from_split(data.train))
     result = method.fit(data.train, TrainOptions(), seed=0, progress=False)
     if rank == 0:
         torch.save({"state": method.state_dict(), "losses": [r["loss"] for r in result.log],
-                    "world": world, "images": result.images}, out)
+                    "world": world, "images": result.images, "ddp_wrappers": len(BUILT)}, out)
     if world > 1:
         torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], *sys.argv[4:])

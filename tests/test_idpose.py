@@ -9,7 +9,9 @@ import torch
 
 from disentbench import config as cfg
 from disentbench.contracts import DataInfo, Unavailable
+from disentbench.plugins import load_registries
 from disentbench.training import TrainOptions
+from disentbench.weights import WeightStore
 from disentbench_plugins.methods.idpose import (
     IDPose,
     IDPoseConfig,
@@ -28,7 +30,8 @@ ROTNET_FILE = "ImageNet_RotNet_AlexNet_pytorch.pth"
 
 def _build(cls, data, **over):
     torch.manual_seed(0)
-    return cls(cfg.build(IDPoseConfig, {**TINY_IDPOSE, **over}), DataInfo.from_split(data.train))
+    info = DataInfo.from_split(data.train, weights=WeightStore(load_registries().weights))  # as the runner passes it
+    return cls(cfg.build(IDPoseConfig, {**TINY_IDPOSE, **over}), info)
 
 
 def _clips(split) -> np.ndarray:

@@ -5,14 +5,17 @@ import torch
 
 from disentbench import config as cfg
 from disentbench.contracts import DataInfo, Unavailable
+from disentbench.plugins import load_registries
 from disentbench.training import TrainOptions
+from disentbench.weights import WeightStore
 from disentbench_plugins.methods.lord import LORD, LORDConfig
 from conftest import TINY
 
 
 def _lord(data, **over):
     torch.manual_seed(0)
-    return LORD(cfg.build(LORDConfig, {**TINY["lord"], **over}), DataInfo.from_split(data.train))
+    info = DataInfo.from_split(data.train, weights=WeightStore(load_registries().weights))  # as the runner passes it
+    return LORD(cfg.build(LORDConfig, {**TINY["lord"], **over}), info)
 
 
 def test_paper_defaults():
@@ -95,3 +98,10 @@ def test_perceptual_loss_with_a_local_file(tiny_data, tmp_path, monkeypatch):
     assert not any(k.startswith("recon.") for k in method.state_dict())
     log = method.fit(tiny_data.train, TrainOptions(max_steps=1), progress=False).log
     assert log[0]["reconstruction"] > 0
+
+
+def test_perceptual_loss_without_a_store_says_none_was_passed(tiny_data):
+    """Weights come from the store the runner passes in (DataInfo.weights), never a global one."""
+    with pytest.raises(Unavailable, match=r"the perceptual loss needs the pretrained weights 'vgg16', but no "
+                                          r"WeightStore was passed in"):
+        LORD(cfg.build(LORDConfig, {**TINY["lord"], "recon_loss": "perceptual"}), DataInfo.from_split(tiny_data.train))

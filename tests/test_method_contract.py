@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from disentbench import config as cfg
 from disentbench.contracts import Codes, DataInfo
 from disentbench.plugins import load_registries
 from disentbench.training import TrainOptions
+from disentbench.weights import WeightStore
 
 REGS = load_registries()
 QUICK = REGS.suites.get("quick").load().settings
@@ -17,12 +17,10 @@ METHODS = REGS.methods.names()
 
 def build(name: str, data, seed: int = 0):
     spec = REGS.methods.get(name)
-    target = spec.load()
     options = dict(QUICK.get(name, {}))
-    config = cfg.build(target.Config, options, where=name)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return target(config, DataInfo.from_split(data.train))
+        return spec.build(options, DataInfo.from_split(data.train, weights=WeightStore(REGS.weights)))
 
 
 def test_every_method_has_quick_settings_and_an_offline_default():
@@ -60,3 +58,10 @@ def test_shapes_determinism_and_save_load(name, tiny_data, tmp_path):
     again.load(tmp_path / "state.pt")
     again.eval()
     assert torch.equal(again.transfer(x, y), out), "save → load does not reproduce the outputs"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_registered_method_implements_the_method_protocol(name):
+    from disentbench.contracts import Method
+
+    assert issubclass(REGS.methods.get(name).load(), Method)

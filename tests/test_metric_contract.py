@@ -10,6 +10,7 @@ from disentbench.contracts import DataInfo
 from disentbench.evaluation import EvalContext, EvalOptions
 from disentbench.plugins import load_registries
 from disentbench.runner import evaluate_metric
+from disentbench.weights import WeightStore
 
 import testplugins
 from conftest import TINY
@@ -25,7 +26,7 @@ def test_every_metric_computes_or_says_why_not(name, tiny_data, tmp_path):
     testplugins.Oracle.bundle = tiny_data
     method = testplugins.Oracle(testplugins.OracleConfig(), DataInfo.from_split(tiny_data.train))
     ctx = EvalContext(method, tiny_data, device=torch.device("cpu"), seed=0, options=EvalOptions(n_pairs=16, max_codes=48),
-                      cache_dir=tmp_path)
+                      cache_dir=tmp_path, weights=WeightStore(REGS.weights))
     spec = REGS.metrics.get(name)
     config = {**QUICK.get(name, {}), **TINY.get(name, {}), **FAST.get(name, {})}
     entry = evaluate_metric(spec, config, ctx, REGS)

@@ -18,6 +18,7 @@ from disentbench.contracts import DataBundle, DataInfo, MetricUnavailable, Split
 from disentbench.evaluation import EvalContext, EvalOptions, nearest_other_class
 from disentbench.plugins import load_registries
 from disentbench.runner import evaluate_metric
+from disentbench.weights import WeightStore
 
 import testplugins
 from conftest import TINY
@@ -34,6 +35,7 @@ def oracle_ctx(tiny_data):
 
 def _metric(name, ctx, **config):
     regs = load_registries()
+    ctx.weights = WeightStore(regs.weights)  # as the runner passes it
     return evaluate_metric(regs.metrics.get(name), config, ctx, regs)
 
 

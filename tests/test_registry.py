@@ -212,3 +212,33 @@ def test_fresh_manager_per_call():
 def test_metric_spec_validates_directions():
     with pytest.raises(ValueError, match="direction"):
         MetricSpec(name="m", target="a:B", keys={"x": "up"})
+
+
+def test_spec_build_is_the_one_factory():
+    """``Spec.build(options, *args)``: the target with its Config built from the options (errors
+    name the plugin), or the target alone when it has no Config."""
+    import dataclasses
+
+    from disentbench.config import ConfigError
+
+    @dataclasses.dataclass
+    class Cfg:
+        size: int = 3
+
+    class WithConfig:
+        Config = Cfg
+
+        def __init__(self, config, extra=None):
+            self.config, self.extra = config, extra
+
+    class NoConfig:
+        pass
+
+    spec = DatasetSpec(name="with-config", target=WithConfig)
+    built = spec.build({"size": 5}, "info")
+    assert built.config == Cfg(5) and built.extra == "info"
+    assert spec.configure() == Cfg(3)
+    with pytest.raises(ConfigError, match=r"^with-config: unknown option\(s\) colour; valid options: size$"):
+        spec.build({"colour": 1})
+    assert isinstance(DatasetSpec(name="no-config", target=NoConfig).build(), NoConfig)
+    assert DatasetSpec(name="no-config", target=NoConfig).configure({"x": 1}) is None

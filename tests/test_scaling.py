@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from disentbench import config as cfg
 from disentbench.plugins import load_registries
 from disentbench.runner import plan
 from disentbench.store import read_records
@@ -48,8 +47,7 @@ def _results(records):
 
 
 def _executor(regs, name, **options):
-    target = regs.executors.get(name).load()
-    return target(cfg.build(target.Config, options))
+    return regs.executors.get(name).build(options)
 
 
 def _store(out):
@@ -161,19 +159,23 @@ def test_a_resumed_run_continues_its_loss_curve_exactly(tmp_path):
     assert [r["loss"] for r in resumed] == [r["loss"] for r in reference]
 
 
-def test_two_process_gloo_ddp_matches_one_process_with_the_doubled_batch(tmp_path):
+@pytest.mark.parametrize("method", ["tinyae", "two-optimizers"])
+def test_two_process_gloo_ddp_matches_one_process_with_the_doubled_batch(tmp_path, method):
+    """torch's DistributedDataParallel (one wrapper per set of optimizers an update steps) on two
+    gloo processes ends where one process on the same global batch ends."""
     cache = tmp_path / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, str(TESTS / "ddp_worker.py"), str(tmp_path / "one.pt"), "16", str(cache)],
-                            env=env, capture_output=True, text=True)
+    single = subprocess.run([sys.executable, str(TESTS / "ddp_worker.py"), str(tmp_path / "one.pt"), "16", str(cache),
+                             method], env=env, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(TESTS / "ddp_worker.py"), str(tmp_path / "two.pt"), "8", str(cache)],
+                          str(TESTS / "ddp_worker.py"), str(tmp_path / "two.pt"), "8", str(cache), method],
                          env=env, capture_output=True, text=True)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
     one = torch.load(tmp_path / "one.pt", weights_only=True)
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     assert two["world"] == 2 and one["world"] == 1 and one["images"] == two["images"]
+    assert one["ddp_wrappers"] == 0 and two["ddp_wrappers"] == (2 if method == "two-optimizers" else 1)
     worst = max(float((one["state"][k] - two["state"][k]).abs().max()) for k in one["state"])
     assert worst < 1e-4, f"parameters differ by {worst} after data-parallel training"
 

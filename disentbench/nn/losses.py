@@ -7,6 +7,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from disentbench.contracts import Unavailable
+from disentbench.weights import WeightStore, passed_store
+
 VGG_LAYERS = (2, 7, 12, 21, 30)  # relu1_2, relu2_2, relu3_3, relu4_3, maxpool5 in vgg16.features
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -18,10 +21,9 @@ class PerceptualLoss(nn.Module):
     Needs torchvision and the registered ``vgg16`` ImageNet weights; raises
     :class:`disentbench.contracts.Unavailable` naming the file and how to fetch it when absent."""
 
-    def __init__(self, layers: tuple[int, ...] = VGG_LAYERS, weights: str = "vgg16") -> None:
+    def __init__(self, layers: tuple[int, ...] = VGG_LAYERS, weights: str = "vgg16",
+                 store: WeightStore | None = None) -> None:
         super().__init__()
-        from disentbench.contracts import Unavailable
-
         try:
             from torchvision.models import vgg16
         except Exception as exc:  # torchvision absent or incompatible with this torch
@@ -29,9 +31,7 @@ class PerceptualLoss(nn.Module):
                 f"the perceptual loss needs torchvision ({exc}); install it with "
                 "`pip install torch==2.14.1 torchvision==0.29.1`, or set the method's recon_loss=l1"
             ) from None
-        from disentbench.weights import default_store
-
-        state = default_store().load_state_dict(weights)
+        state = passed_store(store, weights, "the perceptual loss").load_state_dict(weights)
         net = vgg16()
         net.load_state_dict(state)
         self.layers = tuple(layers)
@@ -74,12 +74,13 @@ def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x - y).pow(2).flatten(1).mean(1).mean()
 
 
-def reconstruction_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``"l1"``, ``"mse"`` or ``"perceptual"`` (VGG16; needs its pretrained weights)."""
+def reconstruction_loss(kind: str, store: WeightStore | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``"l1"``, ``"mse"`` or ``"perceptual"`` (VGG16; needs its pretrained weights from ``store``,
+    a method's ``info.weights``)."""
     if kind == "l1":
         return l1
     if kind == "mse":
         return mse
     if kind == "perceptual":
-        return PerceptualLoss()
+        return PerceptualLoss(store=store)
     raise ValueError(f"unknown reconstruction loss {kind!r}; use l1, mse or perceptual")

@@ -76,10 +76,6 @@ class Layout:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def missing_files_message(dataset: str, folder: Path, what: str, how: str) -> str:
-    return f"dataset {dataset!r}: {what} not found under {folder}. {how}"
-
-
 class FileDataset:
     """Base class of datasets read from files (see the module docstring)."""
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from disentbench.executors import Report, execute_json
 from disentbench.runner import Cell
+from disentbench.store import failure_record
 
 
 @dataclass
@@ -54,10 +55,7 @@ class RayExecutor:
                 try:
                     record = ray.get(ready[0])
                 except Exception as exc:  # the task's worker died
-                    record = {"run_id": cells[k].run_id, "status": "failed", "method": cells[k].method,
-                              "dataset": cells[k].dataset, "seed": cells[k].seed,
-                              "error": {"type": type(exc).__name__, "message": f"ray task failed: {exc}",
-                                        "traceback": ""}}
+                    record = failure_record(cells[k], exc, f"ray task failed: {exc}")
                 records[k] = record
                 done += 1
                 if report is not None:

@@ -22,6 +22,7 @@ from typing import Any
 from disentbench.config import ConfigError
 from disentbench.executors import Report, execute_json
 from disentbench.runner import Cell
+from disentbench.store import RunStatus, cell_record, failure_record
 
 try:  # submitit is an optional extra; the class below needs it only when the executor is used
     from submitit.helpers import Checkpointable
@@ -291,8 +292,8 @@ class SlurmExecutor:
         print(f"disentbench: submitted {len(jobs)} job(s) through submitit ({executor.cluster}): "
               f"{', '.join(j.job_id for j in jobs[:5])}{' ...' if len(jobs) > 5 else ''}", flush=True)
         if not c.wait:
-            return [{"run_id": cell.run_id, "status": "submitted", "method": cell.method, "dataset": cell.dataset,
-                     "seed": cell.seed, "job_id": job.job_id, "_skipped": True} for cell, job in zip(cells, jobs)]
+            return [cell_record(cell, RunStatus.SUBMITTED, job_id=job.job_id, _skipped=True)
+                    for cell, job in zip(cells, jobs)]
         if executor.cluster == "slurm":
             return self._watch(cells, jobs, report)
         records = []
@@ -376,15 +377,16 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else "empty log"
 
 
+class SlurmJobError(RuntimeError):
+    """A Slurm job that ended without its run's record (cancelled, never started, lost)."""
+
+
 def _failed(cell: Cell, message: str) -> dict[str, Any]:
-    return {"run_id": cell.run_id, "status": "failed", "method": cell.method, "dataset": cell.dataset,
-            "seed": cell.seed, "error": {"type": "SlurmJobError", "message": message, "traceback": ""}}
+    return failure_record(cell, SlurmJobError(message))
 
 
 def _record(cell: Cell, job: Any) -> dict[str, Any]:
     try:
         return job.result()
     except Exception as exc:  # the job failed outside the run's own error handling
-        record = _failed(cell, f"slurm job {job.job_id}: {exc}")
-        record["error"]["type"] = type(exc).__name__
-        return record
+        return failure_record(cell, exc, f"slurm job {job.job_id}: {exc}")

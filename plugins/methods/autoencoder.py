@@ -64,7 +64,7 @@ class TwoCodeMethod(BaseMethod):
         self.generator = AdaINGenerator(c.content_dim, c.class_dim, info.height, info.channels,
                                         c.generator_channels, c.n_adain, c.generator_last_channels,
                                         c.generator_last_kernel)
-        self.recon = reconstruction_loss(c.recon_loss)
+        self.recon = reconstruction_loss(c.recon_loss, self.info.weights)
         self.pixels = info.channels * info.height * info.width  # D, for per-pixel-value ELBO scaling
 
     def decode(self, class_code: torch.Tensor, content_code: torch.Tensor) -> torch.Tensor:

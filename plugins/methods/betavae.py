@@ -64,7 +64,7 @@ class SplitLatentVAE(BaseMethod):
         self.decoder = AdaINGenerator(c.latent_dim, 0, info.height, info.channels, c.generator_channels,
                                       c.generator_blocks, c.generator_last_channels, c.generator_last_kernel)
         self.latent_split = LatentSplit(c.latent_dim, c.class_dims)
-        self.recon = reconstruction_loss(c.recon_loss)
+        self.recon = reconstruction_loss(c.recon_loss, self.info.weights)
         self.n_pixels = info.channels * info.height * info.width
 
     def reconstruction_nll(self, out: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

@@ -175,7 +175,7 @@ class CSFusion(BaseMethod):
             self.phi_head = nn.Linear(self.phi.out_dim, c.id_feature_dim)
             bank = F.normalize(torch.randn(info.n_images, c.id_feature_dim), dim=1)
             self.register_buffer("memory_bank", bank)  # Wu et al.'s non-parametric class weights
-        self.recon = reconstruction_loss(c.recon_loss)
+        self.recon = reconstruction_loss(c.recon_loss, self.info.weights)
 
     # -- the generator with the C-S fusion block ---------------------------------------------
     def generate(self, style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ from disentbench.contracts import Codes, DataInfo, Split, Unavailable
 from disentbench.method import BaseMethod
 from disentbench.nn import MultiScaleDiscriminator, ResidualBlock, lsgan_loss, reconstruction_loss
 from disentbench.training import Stage, TrainOptions, TrainResult
+from disentbench.weights import passed_store
 
 ROTNET_WEIGHTS = "rotnet_alexnet"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RotNet's input normalisation (its README)
@@ -309,14 +310,13 @@ class IDPose(BaseMethod):
         if c.ema_decay > 0:
             self.average = copy.deepcopy(self.generator)  # model averaging: used for inference
             self.average.requires_grad_(False)
-        self.recon = reconstruction_loss(c.recon_loss)
+        self.recon = reconstruction_loss(c.recon_loss, self.info.weights)
 
     def _check_retrieval(self, info: DataInfo) -> None:
         """Builds the frozen feature extractor; fails now (not after training starts) without it."""
-        from disentbench.weights import default_store
-
+        store = passed_store(info.weights, self.config.weights, "ID-pose's feature extractor")
         self.extractor = RotNetConv4()
-        self.extractor.load_checkpoint(default_store().load_state_dict(self.config.weights))
+        self.extractor.load_checkpoint(store.load_state_dict(self.config.weights))
 
     # -- inference ---------------------------------------------------------------------------
     @property

@@ -98,7 +98,7 @@ class LORD(BaseMethod):
         if c.second_stage:
             self.class_encoder = ConvEncoder(c.class_dim, **enc)
             self.content_encoder = (GaussianEncoder if c.regularization == "kl" else ConvEncoder)(c.content_dim, **enc)
-        self.recon = reconstruction_loss(c.recon_loss)
+        self.recon = reconstruction_loss(c.recon_loss, self.info.weights)
 
     # G(e_y, c): the content code is the generator's spatial input, the class code drives AdaIN
     def decode(self, class_code: torch.Tensor, content_code: torch.Tensor) -> torch.Tensor:

@@ -113,7 +113,7 @@ class Robust(BaseMethod):
         self.r_logvar = nn.Parameter(torch.zeros(c.pose_dim), requires_grad=c.marginal == "learned")
         self.T = CodeDiscriminator(c.pose_dim + c.appearance_dim, c.classifier_hidden, c.classifier_layers)
         self.T_prime = CodeDiscriminator(c.pose_dim + c.appearance_dim, c.classifier_hidden, c.classifier_layers)
-        self.recon = reconstruction_loss(c.recon_loss)
+        self.recon = reconstruction_loss(c.recon_loss, self.info.weights)
         # adaptive multipliers and the latest estimates: buffers, so checkpoints resume exactly
         gamma0 = {"fixed": c.fixed_gamma, "adversarial": 0.0}.get(c.variant, c.gamma_init)
         self.register_buffer("gamma", torch.tensor(float(gamma0)))

@@ -8,18 +8,14 @@ from typing import Any, Iterable
 import numpy as np
 
 from disentbench.contracts import MetricUnavailable
+from disentbench.weights import passed_store
 
 
 def weight_path(ctx: Any, name: str) -> Path:
     """The verified local file of registered weights ``name`` (from the run's weight store); raises
     an :class:`~disentbench.contracts.Unavailable` that says which file to put where and how to
     fetch it. Never downloads: fetching is ``disentbench weights fetch``'s job."""
-    store = ctx.weights
-    if store is None:
-        from disentbench.weights import default_store
-
-        store = default_store()
-    return store.path(name, download=False)
+    return passed_store(ctx.weights, name, "this metric").path(name, download=False)
 
 
 def safe_load(path: Path) -> Any:
