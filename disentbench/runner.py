@@ -25,7 +25,8 @@ from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
 from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, LockLost, NewerSchema, RunDir, RunLock, RunStatus,
-                               RunStore, atomic_write_bytes, cell_record, guard, now, quarantine, run_error, warn)
+                               RunStore, atomic_write_bytes, cell_record, failure_record, guard, now, quarantine,
+                               run_error, warn)
 from disentbench.weights import WeightStore
 
 HARNESS_SCOPES = ("train", "eval")
@@ -260,9 +261,7 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
     try:
         existing = rd.read_record()  # a corrupt record is moved aside (with a warning) and the cell redone
     except NewerSchema as exc:
-        return {"run_id": cell.run_id, "status": "failed", "method": cell.method, "dataset": cell.dataset,
-                "seed": cell.seed, "_skipped": True, "error": {"type": "NewerSchema", "message": str(exc),
-                                                               "traceback": ""}}
+        return {**failure_record(cell, exc), "_skipped": True}
     lock = RunLock(rd)
     if existing is not None and existing.get("status") == "finished":
         decision = "finished"
