@@ -3,8 +3,9 @@
 Each cell is ``measured ± std (published) Δ relative difference``, where measured is the mean
 over seeds of the column's metric key on the row's runs. Every cell whose evaluator, data or
 settings differ from the paper's carries a footnote saying how (a reduced scale, a stand-in
-evaluator or dataset, the metric's own notes), and a cell that could not be measured is n/a with
-the reason. Under the table, Kendall's τ between the measured and published values of each
+evaluator or dataset, the metric's own notes), a cell that could not be measured is n/a with
+the reason, and a cell with a failed run (diverged, collapsed, crashed) is ``failed`` with the
+reason and shows no number, not even the mean of the seeds that survived. Under the table, Kendall's τ between the measured and published values of each
 column says whether the methods rank as in the paper.
 
 :func:`render` is a pure function of the suite, its plan and run records (tested against expected
@@ -49,6 +50,7 @@ class Measured:
     notes: tuple[str, ...] = ()
     reason: str = ""  # why there is no number
     stand_in: bool = False
+    failed: bool = False  # a run of the cell failed: shown as "failed", never as a number
 
 
 class _Notes(Footnotes):
@@ -130,6 +132,13 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
             return Measured(reason=f"data not available here: {tc.data_missing} (its stand-in "
                                    f"{col.stand_in!r} was not run either: add --stand-ins)")
         return Measured(reason=f"not run yet: `disentbench run --suite {suite_name} --scale {scale}`")
+    failed = [(c.seed, records[c.run_id]) for c in chosen
+              if c.run_id in records and records[c.run_id].get("status") != "finished"]
+    if failed:
+        why = "; ".join(f"{(r.get('error') or {}).get('type', 'error')}: "
+                        f"{_first_line((r.get('error') or {}).get('message'))} (seed {seed})" for seed, r in failed)
+        return Measured(reason=f"run failed: {why}; {len(failed)} of {len(chosen)} planned seeds failed, so no "
+                               "value is shown", stand_in=stand_in, failed=True)
     ref = row.metric_for(col)
     values: list[float] = []
     notes: list[str] = []
@@ -252,7 +261,7 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
         lines += [suite.description, ""]
     lines += [f"Scale: **{plan.scale}**; seeds {', '.join(map(str, plan.seeds))}. Each cell: measured mean ± std "
               "over seeds (the paper's number) and Δ = (measured − published) / published. `n/a`: not measured, "
-              "for the reason in its note; `—`: a row the paper reports that disentbench does not run. "
+              "for the reason in its note; `failed`: a run of the cell failed, for the reason in its note; `—`: a row the paper reports that disentbench does not run. "
               "↑/↓: higher/lower is better.", ""]
     headers = ["method"] + [f"{c.heading} {ARROWS.get(info.directions.get(c.metric, 'info'), '')}".rstrip()
                             for c in suite.columns]
@@ -268,7 +277,7 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
             pub = row.published[col.key]
             cell_notes = []
             if m.mean is None:
-                text = ("—" if row.reference else "n/a") + f" ({pub.text})"
+                text = ("—" if row.reference else "failed" if m.failed else "n/a") + f" ({pub.text})"
                 cell_notes.append(m.reason)
             else:
                 text = fmt(m.mean) + (f" ± {fmt(m.std)}" if m.std is not None else "") + f" ({pub.text})"
