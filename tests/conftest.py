@@ -13,7 +13,7 @@ sys.path.insert(0, str(TESTS))
 TINY: dict[str, dict] = {
     "synth3d": {"resolution": 32, "n_train_classes": 6, "n_test_classes": 3, "n_azimuths": 4, "n_elevations": 2},
     "lord": {"recon_loss": "l1", "generator_channels": 16, "generator_last_channels": 8,
-             "generator_last_kernel": 3, "encoder_channels": 8, "encoder_hidden": 32, "class_dim": 16,
+             "generator_last_kernel": 3, "generator_penultimate_kernel": 3, "encoder_channels": 8, "encoder_hidden": 32, "class_dim": 16,
              "content_dim": 8, "epochs": 2, "encoder_epochs": 1, "batch_size": 16, "encoder_batch_size": 16},
     # the generator check off (0): a handful of tiny steps leaves every generator untrained, with outputs
     # as uniform as a collapsed one's (tiny LORD: spread ratio 0.0002, MSE 8.2x the mean image's)
