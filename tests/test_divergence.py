@@ -71,6 +71,9 @@ def test_a_nan_loss_fails_the_run_naming_method_stage_step_and_term(regs, tmp_pa
     log = (tmp_path / "runs" / failed["run_id"] / "train_log.jsonl").read_text().splitlines()
     assert all(math.isfinite(v) for row in map(json.loads, log) for k, v in row.items() if k not in ("stage",))
     assert records["tiny-ae-test"]["status"] == "finished"  # the sweep went on
+    evidence = records["tiny-ae-test"]["checks"]["generator"]  # recorded for finished runs too (check off here)
+    assert evidence["passed"] and evidence["n_images"] == 24 and evidence["real_spread"] > 0.05
+    assert 0 <= evidence["spread_ratio"] < 0.1 and evidence["mse_ratio"] > 1  # tiny = untrained: it would fail
     page = render(list(records.values()))
     row = next(line for line in page.splitlines() if line.startswith("| autoencoder"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
