@@ -426,17 +426,18 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             record["artifacts"] = {"state": "state.pt", "train_log": "train_log.jsonl"}
             t_eval = time.perf_counter()
             eval_options = cfg.build(EvalOptions, cell.config["eval"], where="eval")
-            # a collapsed generator fails the run with the evidence, like a non-finite loss
-            record["checks"] = {"generator": generator_check(method, data, eval_options, device=device)}
-            if not record["checks"]["generator"]["passed"]:
-                raise GeneratorCollapsed(f"{cell.method}'s generator collapsed: "
-                                         + "; and ".join(record["checks"]["generator"]["failures"])
-                                         + " — retrain it with a stabler recipe (e.g. lower learning rates)")
             grid = transfer_grid(method, data.test, size=eval_options.grid_size, seed=cell.seed, device=device)
             png = io.BytesIO()
             grid.save(png, format="PNG")
             atomic_write_bytes(rd.path / "transfer.png", png.getvalue())
             record["artifacts"]["transfer_grid"] = "transfer.png"
+            # a collapsed generator fails the run with the evidence (the grid above shows it), like a
+            # non-finite loss
+            record["checks"] = {"generator": generator_check(method, data, eval_options, device=device)}
+            if not record["checks"]["generator"]["passed"]:
+                raise GeneratorCollapsed(f"{cell.method}'s generator collapsed: "
+                                         + "; and ".join(record["checks"]["generator"]["failures"])
+                                         + " — retrain it with a stabler recipe (e.g. lower learning rates)")
             ctx = EvalContext(method, data, device=device, seed=cell.seed, options=eval_options,
                               cache_dir=cache_root() / "evaluators", weights=WeightStore(regs.weights),
                               progress=cell.progress)
