@@ -164,8 +164,9 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
         below: list[str] = []
         for metric in dict.fromkeys(col.split(".")[0] for col in columns):
             cols = [col for col in columns if col.split(".")[0] == metric]
-            if all(s.get(col, (None,))[0] is None for s in stats.values() for col in cols):
-                reasons = sorted({s[col][2] for s in stats.values() for col in cols if col in s})
+            live = [s for s in stats.values() if "failed" not in s]
+            if live and all(s.get(col, (None,))[0] is None for s in live for col in cols):
+                reasons = sorted({s[col][2] for s in live for col in cols if col in s})
                 below.append(f"not measured: {'; '.join(reasons)}")
                 columns = [col for col in columns if col not in cols]
         shared: dict[str, str] = {}

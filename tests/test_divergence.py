@@ -184,3 +184,13 @@ def test_the_check_passes_a_working_generator_and_measures_what_it_says(tiny_dat
     off = generator_check(Mean(testplugins.TinyAEConfig(), info), tiny_data,
                           EvalOptions(check_min_spread=0.0, check_max_mse=0.0), device=torch.device("cpu"))
     assert off["passed"] and off["mse_ratio"] == mean["mse_ratio"]  # 0 turns a check off; evidence kept
+
+
+def test_a_row_with_one_failed_seed_shows_no_mean_of_the_survivors():
+    from test_leaderboard import _record
+
+    page = render([_record("lord", 0, 0.0123, 0.2), _record("lord", 1, 0.0, status="failed"),
+                   _record("autoencoder", 0, 0.05, 0.9)])
+    row = next(line for line in page.splitlines() if line.startswith("| lord"))
+    assert [c.strip() for c in row.split("|")[1:-1]][2:5] == ["2", "failed [1]", "failed [1]"]
+    assert "0.012" not in page and "1. lord failed on 1 of 2 seed(s)" in page and "**" not in page
