@@ -88,7 +88,7 @@ def generator_check(method: Any, data: DataBundle, options: EvalOptions, *, devi
     out = np.concatenate(outs)
     mean_image = np.zeros(train.images.shape[1:], dtype=np.float64)
     for start in range(0, len(train), 4096):
-        mean_image += train.images[start:start + 4096].astype(np.float64).sum(axis=0)
+        mean_image += train.images[start:start + 4096].sum(axis=0, dtype=np.float64)  # no float copy of the chunk
     mean_image /= 255.0 * len(train)
     output_spread, real_spread = float(out.std(axis=0).mean()), float(real.std(axis=0).mean())
     recon_mse, mean_mse = float(((out - real) ** 2).mean()), float(((real - mean_image) ** 2).mean())
