@@ -22,6 +22,11 @@ class EvalOptions:
     batch_size: int = 128
     max_codes: int = 10000  # images encoded per split for code-based metrics
     grid_size: int = 6  # rows and columns of the transfer grid
+    # the generator check after training (a collapsed generator fails the run, see generator_check);
+    # a threshold of 0 turns its check off (the evidence is still recorded)
+    check_images: int = 64  # a fixed seeded sample of test images, the same for every method and seed
+    check_min_spread: float = 0.1  # fail if the reconstructions' spread across inputs is below this × the real images'
+    check_max_mse: float = 1.0  # fail if reconstruction MSE is above this × the MSE of the training split's mean image
 
 
 def to_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -29,9 +34,80 @@ def to_float(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float (N, C, H, W) in [0, 1] → uint8 (N, H, W, C)."""
-    return (images.detach().float().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+class NonFiniteOutput(ValueError):
+    """A method generated images with NaN or infinite pixels: evaluation fails, naming what made them
+    (such images are never clamped into something that can be scored)."""
+
+
+def finite_images(images: torch.Tensor, what: str = "generated images") -> torch.Tensor:
+    """``images`` as float, detached; raises :class:`NonFiniteOutput` naming ``what`` produced them if
+    any pixel is NaN or infinite."""
+    x = images.detach().float()
+    bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
+    if bool(bad.any()):
+        raise NonFiniteOutput(
+            f"{what}: {int(bad.sum())} of {len(x)} images have NaN or infinite pixels; the method's generator "
+            "diverged (see its train_log.jsonl) — retrain it with a lower learning rate")
+    return x
+
+
+def to_uint8(images: torch.Tensor, what: str = "generated images") -> np.ndarray:
+    """float (N, C, H, W) in [0, 1] → uint8 (N, H, W, C); raises :class:`NonFiniteOutput` naming
+    ``what`` produced them if any pixel is NaN or infinite (finite values are clamped to [0, 1])."""
+    x = finite_images(images, what)
+    return x.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+class GeneratorCollapsed(RuntimeError):
+    """The trained generator's outputs (nearly) ignore their inputs, or reconstruct no better than
+    the training split's mean image: the run fails with the evidence instead of being scored."""
+
+
+def generator_check(method: Any, data: DataBundle, options: EvalOptions, *, device: torch.device) -> dict[str, Any]:
+    """Evidence that the trained generator is not collapsed, on a fixed seeded sample of
+    ``options.check_images`` test images (the same for every method and seed):
+
+    * ``spread_ratio``: the reconstructions' spread across inputs (per-pixel std over the sample,
+      averaged over pixels) over the same for the real images; near 0 = one image for every input;
+    * ``mse_ratio``: the reconstruction MSE over the MSE of predicting the training split's mean
+      image for every input; at or above 1 = no better than that mean image.
+
+    ``passed`` is False (with ``failures``) when a ratio crosses its threshold (``check_min_spread``,
+    ``check_max_mse``; 0 turns a check off). Non-finite reconstructions raise :class:`NonFiniteOutput`."""
+    test, train = data.splits.get("test", data.train), data.train
+    n = min(options.check_images, len(test))
+    rng = np.random.default_rng(zlib.crc32(b"generator-check"))
+    idx = np.sort(rng.choice(len(test), n, replace=False))
+    real = test.images[idx].astype(np.float64) / 255.0
+    outs = []
+    with torch.no_grad():
+        for start in range(0, n, options.batch_size):
+            x = to_float(test.images[idx[start:start + options.batch_size]], device)
+            y = finite_images(method.reconstruct(x), "reconstruction for the generator check")
+            outs.append(y.clamp(0, 1).permute(0, 2, 3, 1).double().cpu().numpy())
+    out = np.concatenate(outs)
+    mean_image = np.zeros(train.images.shape[1:], dtype=np.float64)
+    for start in range(0, len(train), 4096):
+        mean_image += train.images[start:start + 4096].sum(axis=0, dtype=np.float64)  # no float copy of the chunk
+    mean_image /= 255.0 * len(train)
+    output_spread, real_spread = float(out.std(axis=0).mean()), float(real.std(axis=0).mean())
+    recon_mse, mean_mse = float(((out - real) ** 2).mean()), float(((real - mean_image) ** 2).mean())
+    spread_ratio = output_spread / real_spread if n > 1 and real_spread > 0 else None
+    mse_ratio = recon_mse / mean_mse if mean_mse > 0 else None
+    failures = []
+    if spread_ratio is not None and spread_ratio < options.check_min_spread:
+        failures.append(f"its reconstructions of {n} different test images are (nearly) identical: they vary "
+                        f"{output_spread:.4g} across inputs (mean per-pixel std) against {real_spread:.4g} for the real "
+                        f"images, ratio {spread_ratio:.3g} < eval.check_min_spread = {options.check_min_spread:g}")
+    if mse_ratio is not None and options.check_max_mse > 0 and mse_ratio > options.check_max_mse:
+        failures.append(f"its reconstruction MSE {recon_mse:.4g} is {mse_ratio:.3g} × the MSE of predicting the "
+                        f"training split's mean image ({mean_mse:.4g}) for every input, above eval.check_max_mse = "
+                        f"{options.check_max_mse:g}")
+    return {"split": "test" if "test" in data.splits else "train", "n_images": int(n),
+            "output_spread": output_spread, "real_spread": real_spread, "spread_ratio": spread_ratio,
+            "reconstruction_mse": recon_mse, "mean_image_mse": mean_mse, "mse_ratio": mse_ratio,
+            "min_spread_ratio": options.check_min_spread, "max_mse_ratio": options.check_max_mse,
+            "passed": not failures, "failures": failures}
 
 
 # Per-image annotations (``Split.extras``) that place an image's content in a metric space, in
@@ -221,7 +297,7 @@ class EvalContext:
         def compute():
             s = self.split(split)
             parts = self.map_batches(self.method.transfer, s.images[p.class_idx], s.images[p.content_idx])
-            return np.concatenate([to_uint8(x) for x in parts])
+            return np.concatenate([to_uint8(x, f"transfer on split {split!r} ({p.protocol} pairs)") for x in parts])
 
         key = ("transferred", split, n or self.options.n_pairs)
         return self.memo(key if p.protocol != "random" else key + ("random",), compute)
@@ -232,7 +308,7 @@ class EvalContext:
 
         def compute():
             parts = self.map_batches(self.method.reconstruct, self.split(split).images[index])
-            return np.concatenate([to_uint8(x) for x in parts])
+            return np.concatenate([to_uint8(x, f"reconstruction of split {split!r}") for x in parts])
 
         return self.memo(("reconstructed-at", split, index.tobytes()), compute)
 
@@ -245,7 +321,7 @@ class EvalContext:
             if len(idx) > self.options.max_codes:
                 idx = np.sort(self.rng("recon", split).choice(len(s), self.options.max_codes, replace=False))
             parts = self.map_batches(self.method.reconstruct, s.images[idx])
-            return s.images[idx], np.concatenate([to_uint8(x) for x in parts])
+            return s.images[idx], np.concatenate([to_uint8(x, f"reconstruction of split {split!r}") for x in parts])
 
         return self.memo(("reconstructed", split), compute)
 
@@ -332,7 +408,7 @@ def transfer_grid(method: Any, split: Split, *, size: int, seed: int, device: to
     with torch.no_grad():
         ci = to_float(split.images[np.repeat(class_idx, n)], device)
         cj = to_float(split.images[np.tile(content_idx, n)], device)
-        out = to_uint8(method.transfer(ci, cj))
+        out = to_uint8(method.transfer(ci, cj), "transfer grid")
     h, w, c = split.images.shape[1:]
     canvas = np.full(((n + 1) * h, (n + 1) * w, c), 255, dtype=np.uint8)
     for k in range(n):

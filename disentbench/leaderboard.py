@@ -16,7 +16,9 @@ from disentbench.specs import ARROWS
 INTRO = (
     "Mean ± std over seeds (std shown when there is more than one seed). ↑: higher is better, "
     "↓: lower is better; the best value of each column is in **bold**. `n/a [k]`: the metric could "
-    "not be computed, for the reason in note k. Every number links back to a run directory through "
+    "not be computed, for the reason in note k. `failed [k]`: a run of that row failed (its loss "
+    "diverged, its generator collapsed, or it crashed), for the reason in note k; no value of that row is "
+    "shown. Every number links back to a run directory through "
     "its record (`record.json`: config, seed, versions, metrics)."
 )
 
@@ -91,6 +93,25 @@ class Footnotes:
         return self.texts.index(text) + 1
 
 
+def _failed_groups(failed: Iterable[dict[str, Any]], dataset: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """A dataset's failed records by (method, config hash)."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in failed:
+        if r.get("dataset") == dataset:
+            out.setdefault((r["method"], r["config_hash"]), []).append(r)
+    return out
+
+
+def _failure_note(method: str, runs: list[dict[str, Any]], n_seeds: int) -> str:
+    """Why a row is shown as failed: each failed seed with its error's first line."""
+    why = []
+    for r in sorted(runs, key=lambda r: r.get("seed", 0)):
+        err = r.get("error") or {}
+        message = str(err.get("message") or "").strip()
+        why.append(f"seed {r.get('seed')}: {err.get('type', 'error')}: {message.splitlines()[0][:300] if message else ''}")
+    return f"{method} failed on {len(runs)} of {n_seeds} seed(s), so no value of the row is shown: {'; '.join(why)}"
+
+
 def _label(method: str, config_hash: str, several: bool, differs: str = "") -> str:
     if not several:
         return method
@@ -102,7 +123,7 @@ def _differing_options(records: Iterable[dict[str, Any]], dataset: str) -> dict[
     between that method's configurations ("variant=adversarial"), so ablation rows say what they are."""
     configs: dict[str, dict[str, dict[str, Any]]] = {}
     for r in records:
-        if r.get("status") == "finished" and r.get("dataset") == dataset:
+        if r.get("status") in ("finished", "failed") and r.get("dataset") == dataset:
             options = {k: v for k, v in ((r.get("config") or {}).get("method") or {}).items() if k != "name"}
             configs.setdefault(r["method"], {})[r["config_hash"]] = options
     out = {}
@@ -148,12 +169,13 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
     if df.empty:
         lines += ["No finished runs yet.", ""]
     notes = Footnotes()
-    for dataset in sorted(df["dataset"].unique()) if not df.empty else []:
-        d = df[df["dataset"] == dataset]
+    datasets = set(df["dataset"].unique()) if not df.empty else set()
+    for dataset in sorted(datasets | {r["dataset"] for r in failed}):
+        d = df[df["dataset"] == dataset] if not df.empty else pd.DataFrame(
+            columns=["column", "key_pos", "direction", "method", "config_hash", "seed"])
         # metrics alphabetically, each metric's keys in the order its spec declares them
         columns = sorted(dict.fromkeys(d["column"]), key=lambda col: (col.split(".")[0], d.loc[d["column"] == col, "key_pos"].iloc[0]))
         directions = d.groupby("column")["direction"].first().to_dict()
-        configs_per_method = d.groupby("method")["config_hash"].nunique().to_dict()
         groups = d.groupby(["method", "config_hash"], sort=True)
         stats: dict[tuple[str, str], dict[str, Any]] = {}
         for (method, chash), g in groups:
@@ -173,6 +195,15 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
                     reason = next((x for x in c["reason"] if x), None) or "not computed"
                     row[col] = (None, None, f"{col.split('.')[0]}: {reason}")
             stats[(method, chash)] = row
+        # a row with a failed run shows no number: a mean over the seeds that survived would hide it
+        for (method, chash), runs in _failed_groups(failed, dataset).items():
+            done = d[(d["method"] == method) & (d["config_hash"] == chash)]
+            n_seeds = len(set(done["seed"]) | {r.get("seed") for r in runs})
+            supervision = runs[0].get("supervision") or (done["supervision"].iloc[0] if len(done) else "")
+            stats[(method, chash)] = {"supervision": supervision, "seeds": n_seeds, "train_seconds": float("nan"),
+                                      "images_per_second": float("nan"), "failed": _failure_note(method, runs, n_seeds)}
+        stats = dict(sorted(stats.items()))
+        configs_per_method = pd.Series([m for m, _ in stats]).value_counts().to_dict()
         best: dict[str, float] = {}
         for col in columns:
             direction = directions[col]
@@ -184,13 +215,14 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
         below: list[str] = []
         for metric in dict.fromkeys(col.split(".")[0] for col in columns):
             cols = [col for col in columns if col.split(".")[0] == metric]
-            if all(s.get(col, (None,))[0] is None for s in stats.values() for col in cols):
-                reasons = sorted({s[col][2] for s in stats.values() for col in cols if col in s})
+            live = [s for s in stats.values() if "failed" not in s]
+            if live and all(s.get(col, (None,))[0] is None for s in live for col in cols):
+                reasons = sorted({s[col][2] for s in live for col in cols if col in s})
                 below.append(f"not measured: {'; '.join(reasons)}")
                 columns = [col for col in columns if col not in cols]
         shared: dict[str, str] = {}
         for col in columns:
-            values = [s[col][0] if col in s else None for s in stats.values()]
+            values = [s[col][0] if col in s else None for s in stats.values() if "failed" not in s]
             if directions[col] == "info" and None not in values and len({fmt(v) for v in values}) == 1:
                 shared[col] = fmt(values[0])
         # a ranked column's chance/majority/floor (e.g. leakage.chance_class for class_from_content)
@@ -212,6 +244,8 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
         budget = _budget_notes(stats)
         headers = ["method", "supervision", "seeds"] + (["images seen"] if budget is not None else [])
         headers += [f"{c} {ARROWS[directions[c]]}".rstrip() for c in columns]
+        if not columns:  # only failed runs: a status column says so
+            headers.append("status")
         if cost:
             headers += ["train s", "img/s"]
         headers.append("transfer grid")
@@ -223,6 +257,13 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
             if budget is not None:
                 seen, note = budget.get((method, chash), ("", ""))
                 cells.append(f"{seen} [{notes.ref(note)}]" if note else seen)
+            if "failed" in s:
+                mark = f"failed [{notes.ref(s['failed'])}]"
+                cells += [mark] * max(1, len(columns)) + (["", ""] if cost else []) + [""]
+                table.append(cells)
+                continue
+            if not columns:
+                cells.append("")
             for col in columns:
                 if col not in s:
                     cells.append("")

@@ -4,8 +4,10 @@ Each cell is ``measured ± std (published) Δ relative difference``, where measu
 over seeds of the column's metric key on the row's runs; Δ only where the cell is measured as the
 paper measured it (its scale and settings, evaluator and data), else a footnote says why there is
 none. Every cell whose evaluator, data or settings differ from the paper's carries a footnote
-saying how (a reduced scale, a stand-in evaluator or dataset, the metric's own notes), and a cell
-that could not be measured is n/a with the reason. A last column gives each row's training
+saying how (a reduced scale, a stand-in evaluator or dataset, the metric's own notes), a cell
+that could not be measured is n/a with the reason, and a cell with a failed run (diverged, collapsed,
+crashed) is ``failed`` with the reason and shows no number, not even the mean of the seeds that
+survived. A last column gives each row's training
 budget in images seen, footnoted where it differs from the other rows'. Under the table, Kendall's τ between the measured and published values of each
 column says whether the methods rank as in the paper.
 
@@ -55,6 +57,7 @@ class Measured:
     stand_in: bool = False
     references: tuple[str, ...] = ()  # the runs' chance/majority/floor of the cell's metric key
     fallback: str = ""  # the stand-in evaluator ("name.key") that measured it, if not the column's own
+    failed: bool = False  # a run of the cell failed: shown as "failed", never as a number
 
 
 class _Notes(Footnotes):
@@ -154,6 +157,13 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
             return Measured(reason=f"data not available here: {tc.data_missing} (its stand-in "
                                    f"{col.stand_in!r} was not run either: add --stand-ins)")
         return Measured(reason=f"not run yet: `disentbench run --suite {suite_name} --scale {scale}`")
+    failed = [(c.seed, records[c.run_id]) for c in chosen
+              if c.run_id in records and records[c.run_id].get("status") != "finished"]
+    if failed:
+        why = "; ".join(f"{(r.get('error') or {}).get('type', 'error')}: "
+                        f"{_first_line((r.get('error') or {}).get('message'))} (seed {seed})" for seed, r in failed)
+        return Measured(reason=f"run failed: {why}; {len(failed)} of {len(chosen)} planned seeds failed, so no "
+                               "value is shown", stand_in=stand_in, failed=True)
     ref = row.metric_for(col)
     values: list[float] = []
     notes: list[str] = []
@@ -342,7 +352,7 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
     lines += [f"Scale: **{plan.scale}**; seeds {', '.join(map(str, plan.seeds))}. Each cell: measured mean ± std "
               "over seeds (the paper's number) and, only where the cell is measured as the paper measured it (its "
               "settings, evaluator and data), Δ = (measured − published) / published. `n/a`: not measured, "
-              "for the reason in its note; `—`: a row the paper reports that disentbench does not run. "
+              "for the reason in its note; `failed`: a run of the cell failed, for the reason in its note; `—`: a row the paper reports that disentbench does not run. "
               "↑/↓: higher/lower is better.", ""]
     headers = ["method"] + [f"{c.heading} {ARROWS.get(info.directions.get(c.metric, 'info'), '')}".rstrip()
                             for c in suite.columns]
@@ -361,7 +371,7 @@ def render(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: M
             pub = row.published[col.key]
             cell_notes = []
             if m.mean is None:
-                text = ("—" if row.reference else "n/a") + f" ({pub.text})"
+                text = ("—" if row.reference else "failed" if m.failed else "n/a") + f" ({pub.text})"
                 cell_notes.append(m.reason)
             else:
                 text = fmt(m.mean) + (f" ± {fmt(m.std)}" if m.std is not None else "") + f" ({pub.text})"

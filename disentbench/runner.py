@@ -189,9 +189,13 @@ def load_data(regs: Registries, name: str, dataset_config: dict[str, Any], data_
     return _DATA_MEMO[key]
 
 
-def _finite(x: Any) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
+def _finite(metric: str, key: str, x: Any) -> float:
+    """A metric's value as a float; a non-finite one is an error of that metric, never a silent gap."""
+    value = float(x)
+    if not math.isfinite(value):
+        raise ValueError(f"metric {metric!r} returned {key!r} = {value}, which is not a finite number; "
+                         "a metric that cannot be computed must raise MetricUnavailable with the reason")
+    return value
 
 
 def _check_requirements(requires: Iterable[str], data: DataBundle, regs: Registries, split: str = "test",
@@ -238,7 +242,7 @@ def evaluate_metric(spec: Any, metric_config: dict[str, Any], ctx: Any, regs: Re
         unexpected = sorted(set(values) - set(spec.keys))
         if unexpected:
             raise ValueError(f"metric {spec.name!r} returned keys {unexpected} that its MetricSpec does not declare")
-        entry["values"] = {k: _finite(v) for k, v in values.items()}
+        entry["values"] = {k: _finite(spec.name, k, v) for k, v in values.items()}
         entry["status"] = "ok"
     except Unavailable as exc:
         entry["status"], entry["reason"] = "unavailable", str(exc)
@@ -345,8 +349,15 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
         if summary is None:  # moved aside: train again, from a freshly built method
             method = build()
     if summary is None:
-        result = method.fit(data.train, options, seed=cell.seed, checkpoint=rd.path / "checkpoint.pt",
-                            progress=cell.progress and leader)
+        from disentbench.training import TrainingDiverged
+
+        try:
+            result = method.fit(data.train, options, seed=cell.seed, checkpoint=rd.path / "checkpoint.pt",
+                                progress=cell.progress and leader)
+        except TrainingDiverged as exc:
+            if leader and exc.log:  # keep the loss curve up to the divergence beside the failed record
+                _write_log(rd.path / "train_log.jsonl", exc.log)
+            raise
         summary = {"train_seconds": result.seconds, "images_per_second": result.images_per_second,
                    "images_seen": result.images, "steps": result.steps, "resumed_from_step": result.resumed_from_step,
                    "peak_memory_mb": envmod.peak_memory_mb(device), "method_info": result.info}
@@ -449,7 +460,7 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     import torch
 
     from disentbench import env as envmod
-    from disentbench.evaluation import EvalContext, EvalOptions, transfer_grid
+    from disentbench.evaluation import EvalContext, EvalOptions, GeneratorCollapsed, generator_check, transfer_grid
     from disentbench.training import TrainOptions, resolve_device
 
     started = now()
@@ -483,6 +494,13 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             grid.save(png, format="PNG")
             atomic_write_bytes(rd.path / "transfer.png", png.getvalue())
             record["artifacts"]["transfer_grid"] = "transfer.png"
+            # a collapsed generator fails the run with the evidence (the grid above shows it), like a
+            # non-finite loss
+            record["checks"] = {"generator": generator_check(method, data, eval_options, device=device)}
+            if not record["checks"]["generator"]["passed"]:
+                raise GeneratorCollapsed(f"{cell.method}'s generator collapsed: "
+                                         + "; and ".join(record["checks"]["generator"]["failures"])
+                                         + " — retrain it with a stabler recipe (e.g. lower learning rates)")
             ctx = EvalContext(method, data, device=device, seed=cell.seed, options=eval_options,
                               cache_dir=cache_root() / "evaluators", weights=WeightStore(regs.weights),
                               progress=cell.progress)

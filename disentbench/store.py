@@ -57,6 +57,8 @@ RECORD_SCHEMA: dict[str, str] = {
     "method_info": "dict: what the method reported about its training (e.g. the latent dimensions an "
                    "unsupervised method assigned to class and content, final values of adaptive weights)",
     "data": "dict: the dataset's description of its protocol (splits, source checksums, preprocessing)",
+    "checks": "dict: the harness's checks of the trained method before metrics; 'generator': the collapse "
+              "check's evidence (spread and MSE ratios, thresholds, passed; evaluation.generator_check)",
     "error": "null or {type, message, traceback} when status is 'failed'",
     "started_at": "float: unix time", "finished_at": "float: unix time",
 }

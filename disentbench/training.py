@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,32 @@ class TrainOptions:
 
     # options that change how fast, not what is computed: left out of a run's config hash
     NON_SEMANTIC = ("device", "data_on_device", "checkpoint_every", "num_threads", "compile")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss term a training step returned is not finite (NaN or ±inf): the run fails at once,
+    naming the method, stage, epoch, step and the term, instead of training on and being scored."""
+
+    def __init__(self, method: str, stage: str, epoch: int, step: int, term: str, value: float,
+                 others: Mapping[str, float] | None = None) -> None:
+        self.method, self.stage, self.epoch, self.step, self.term, self.value = method, stage, epoch, step, term, value
+        self.log: list[dict[str, Any]] = []
+        also = ", ".join(f"{k} = {v}" for k, v in (others or {}).items() if k != term)
+        super().__init__(
+            f"{method} diverged: loss term {term!r} = {value} at stage {stage!r}, epoch {epoch}, step {step}"
+            + (f" (also non-finite: {also})" if also else "")
+            + "; lower that stage's learning rate (the method's --set options) and rerun")
+
+
+def check_finite(losses: Mapping[str, Any], *, method: str, stage: str, epoch: int, step: int) -> dict[str, float]:
+    """The logged values of a step's loss terms as floats; raises :class:`TrainingDiverged` if any
+    is not finite, naming a specific term in preference to the total ``loss``."""
+    out = {term: float(v) for term, v in losses.items()}
+    bad = {term: v for term, v in out.items() if not math.isfinite(v)}
+    if bad:
+        term = next((k for k in bad if k != "loss"), next(iter(bad)))
+        raise TrainingDiverged(method, stage, epoch, step, term, bad[term], bad)
+    return out
 
 
 @dataclass
@@ -460,11 +487,16 @@ class Trainer:
                     steps += 1
                     images_seen += len(batches[b_idx])
                     row = {"stage": stage.name, "epoch": epoch, "step": ctx.step}
-                    row.update({k: float(v) for k, v in losses.items()})
+                    try:
+                        row.update(check_finite(losses, method=type(method).__name__, stage=stage.name,
+                                                epoch=epoch, step=ctx.step))
+                    except TrainingDiverged as exc:
+                        exc.log = log  # the loss curve up to the divergence, for the run directory
+                        raise
                     log.append(row)
                     bar.update(1)
                     if ctx.step % 10 == 0 or ctx.step == total:
-                        bar.set_postfix({k: f"{float(v):.4g}" for k, v in list(losses.items())[:3]})
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in list(row.items())[3:6]})
                     every = self.options.checkpoint_every
                     if every and ctx.step % every == 0:
                         self._save(s_idx, epoch, b_idx + 1, ctx, log, steps)

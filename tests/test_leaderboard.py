@@ -30,17 +30,22 @@ RECORDS = [
 EXPECTED = """\
 # disentbench leaderboard
 
-Mean ± std over seeds (std shown when there is more than one seed). ↑: higher is better, ↓: lower is better; the best value of each column is in **bold**. `n/a [k]`: the metric could not be computed, for the reason in note k. Every number links back to a run directory through its record (`record.json`: config, seed, versions, metrics).
+Mean ± std over seeds (std shown when there is more than one seed). ↑: higher is better, ↓: lower is better; the best value of each column is in **bold**. `n/a [k]`: the metric could not be computed, for the reason in note k. `failed [k]`: a run of that row failed (its loss diverged, its generator collapsed, or it crashed), for the reason in note k; no value of that row is shown. Every number links back to a run directory through its record (`record.json`: config, seed, versions, metrics).
 
 ## synth3d
 
 | method      | supervision      | seeds   | leakage.class_from_content ↓   | transfer_error.mse ↓   | train s   | img/s   | transfer grid            |
 |-------------|------------------|---------|--------------------------------|------------------------|-----------|---------|--------------------------|
 | autoencoder | unsupervised     | 1       | 0.900                          | 0.050                  | 10        | 100     |                          |
+| drnet       | class-supervised | 1       | failed [1]                     | failed [1]             |           |         |                          |
 | lord        | class-supervised | 2       | **0.150 ± 0.071**              | **0.015 ± 0.007**      | 10.50     | 100     | [grid](grids/lord-0.png) |
 
 - leakage.class_from_content: chance 0.100
 - not measured: lpips_transfer: weights 'alexnet' missing: put the file at /w/alexnet.pth
+
+### Notes
+
+1. drnet failed on 1 of 1 seed(s), so no value of the row is shown: seed 0: RuntimeError: boom
 
 ### Failed runs
 

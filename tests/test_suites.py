@@ -292,22 +292,22 @@ Table 9: Transfer error and leakage (published numbers typed in from `paper.txt`
 
 A small paper table for tests
 
-Scale: **quick**; seeds 0, 1. Each cell: measured mean ± std over seeds (the paper's number) and, only where the cell is measured as the paper measured it (its settings, evaluator and data), Δ = (measured − published) / published. `n/a`: not measured, for the reason in its note; `—`: a row the paper reports that disentbench does not run. ↑/↓: higher/lower is better.
+Scale: **quick**; seeds 0, 1. Each cell: measured mean ± std over seeds (the paper's number) and, only where the cell is measured as the paper measured it (its settings, evaluator and data), Δ = (measured − published) / published. `n/a`: not measured, for the reason in its note; `failed`: a run of the cell failed, for the reason in its note; `—`: a row the paper reports that disentbench does not run. ↑/↓: higher/lower is better.
 
 | method             | Synth: MSE ↓                    | Synth: LPIPS ↓                    | Cars3D y ← c ↓                          |
 |--------------------|---------------------------------|-----------------------------------|-----------------------------------------|
 | Autoencoder        | 0.0700 ± 0.0141 (0.05) [1][2]   | 0.120 ± 0.0141 (0.3) [1][2][3][4] | 0.900 ± 0.0707 (0.9) [1][2][5][6]       |
-| DrNet              | 0.0300 (0.02) [1][2][7]         | 0.0900 (0.2) [1][2][3][4][7]      | 0.300 (< 0.01) [1][2][5][6][7]          |
+| DrNet              | failed (0.02) [7]               | failed (0.2) [7]                  | failed (< 0.01) [7]                     |
 | LORD               | 0.0110 ± 0.00141 (0.01) [1][2]  | n/a (0.1) [8]                     | 0.00600 ± 0.00141 (< 0.01) [1][2][5][6] |
 | Other et al.       | — (0.03) [9]                    | — (—) [9]                         | — (0.5) [9]                             |
 | Chance             | 0.0110 ± 0.00141 (—) [1][2][10] | n/a (—) [8]                       | 0.100 ± 0 (< 0.01) [1][2][5][6]         |
-| Kendall τ vs paper | 1.00 (3 rows), agrees           | 1.00 (2 rows), agrees             | n/a (stand-in data)                     |
+| Kendall τ vs paper | 1.00 (2 rows), agrees           | n/a (1 measured row)              | n/a (stand-in data)                     |
 
 Reference points of the measured runs (chance: 1 / number of labels; majority: share of the most frequent label scored):
 
 - Cars3D y ← c: chance 0.100
 
-Ranking: the methods rank exactly as in the paper (τ = 1) in 2 of 2 column(s) with at least two measured, ranked rows on the paper's data.
+Ranking: the methods rank exactly as in the paper (τ = 1) in 1 of 1 column(s) with at least two measured, ranked rows on the paper's data.
 
 ### Notes
 
@@ -317,7 +317,7 @@ Ranking: the methods rank exactly as in the paper (τ = 1) in 2 of 2 column(s) w
 4. lpips_random: random backbone
 5. data differs: measured on 'synth3d', a stand-in for 'cars3d', which is not available here (dataset 'cars3d': list.txt not found under /data/cars3d. Put it there.); not comparable with the published value: no Δ against the published numbers, and left out of Kendall τ
 6. protocol differs (Cars3D y ← c): a column note
-7. 1 of 2 planned seeds have a value (run failed: RuntimeError: boom)
+7. run failed: RuntimeError: boom (seed 1); 1 of 2 planned seeds failed, so no value is shown
 8. lpips_transfer: pretrained weights 'alexnet' are missing: put alexnet-owt-7be5be79.pth into /w (for Autoencoder; one evaluator serves the whole column); fallback lpips_random: not computed
 9. not run in disentbench: not in disentbench
 10. no published number: not reported in the paper

@@ -26,18 +26,18 @@ class ConvEncoder(nn.Module):
     (4 of them at 64 px: 5 convolutions in all), then 3 fully connected layers."""
 
     def __init__(self, out_dim: int, resolution: int = 64, in_channels: int = 3, channels: int = 64,
-                 max_channels: int = 256, hidden: int = 256, norm: str = "none") -> None:
+                 max_channels: int = 256, hidden: int = 256, norm: str = "none", slope: float = 0.2) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 7, 1, 3), _norm(norm, channels), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 7, 1, 3), _norm(norm, channels), nn.LeakyReLU(slope)]
         c = channels
         for _ in range(_n_down(resolution)):
             c_out = min(c * 2, max_channels)
-            layers += [nn.Conv2d(c, c_out, 4, 2, 1), _norm(norm, c_out), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c, c_out, 4, 2, 1), _norm(norm, c_out), nn.LeakyReLU(slope)]
             c = c_out
         self.conv = nn.Sequential(*layers)
         self.fc = nn.Sequential(
-            nn.Flatten(), nn.Linear(c * 16, hidden), nn.LeakyReLU(0.2),
-            nn.Linear(hidden, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, out_dim),
+            nn.Flatten(), nn.Linear(c * 16, hidden), nn.LeakyReLU(slope),
+            nn.Linear(hidden, hidden), nn.LeakyReLU(slope), nn.Linear(hidden, out_dim),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +115,9 @@ class AdaIN(nn.Module):
 
 class AdaINGenerator(nn.Module):
     """LORD's generator: the spatial code goes through 3 FC layers to a (resolution/16)² map, then
-    4 × [upsample, 3×3 conv, LeakyReLU, AdaIN(style)], then two 7×7 convolutions and a sigmoid.
+    4 × [upsample, 3×3 conv, LeakyReLU, AdaIN(style)], then two convolutions (``penultimate_kernel``,
+    default ``last_kernel``, then ``last_kernel``; LORD's official code: 5×5 then 7×7) and a sigmoid;
+    ``slope`` is every LeakyReLU's negative slope (official LORD code: 0.01).
     The style code is mapped once to all AdaIN scales and shifts (the modulation layer).
     ``style_dim=0`` gives the same network without AdaIN: a plain generator of one code (for
     single-latent VAEs and C-S fusion's single-fusion variant, so they share LORD's generator).
@@ -124,29 +126,32 @@ class AdaINGenerator(nn.Module):
     (a VAE decoder then ignores z and the posterior collapses)."""
 
     def __init__(self, spatial_dim: int, style_dim: int, resolution: int = 64, out_channels: int = 3,
-                 channels: int = 256, n_adain: int = 4, last_channels: int = 64, last_kernel: int = 7) -> None:
+                 channels: int = 256, n_adain: int = 4, last_channels: int = 64, last_kernel: int = 7,
+                 penultimate_kernel: int | None = None, slope: float = 0.2) -> None:
         super().__init__()
+        k1 = last_kernel if penultimate_kernel is None else penultimate_kernel
+        self.slope = slope
         self.init_size = resolution // 2**n_adain
         if self.init_size < 1 or self.init_size * 2**n_adain != resolution:
             raise ValueError(f"resolution {resolution} is not divisible by 2**{n_adain}")
         self.channels, self.n_adain = channels, n_adain
         area = self.init_size**2
         self.fc = nn.Sequential(
-            nn.Linear(spatial_dim, area * max(1, channels // 8)), nn.LeakyReLU(0.2),
-            nn.Linear(area * max(1, channels // 8), area * max(1, channels // 4)), nn.LeakyReLU(0.2),
-            nn.Linear(area * max(1, channels // 4), area * channels), nn.LeakyReLU(0.2),
+            nn.Linear(spatial_dim, area * max(1, channels // 8)), nn.LeakyReLU(slope),
+            nn.Linear(area * max(1, channels // 8), area * max(1, channels // 4)), nn.LeakyReLU(slope),
+            nn.Linear(area * max(1, channels // 4), area * channels), nn.LeakyReLU(slope),
         )
         self.modulation = nn.Linear(style_dim, n_adain * channels * 2) if style_dim > 0 else None
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, 1, 1) for _ in range(n_adain))
         self.adain = AdaIN()
         self.last = nn.Sequential(
-            nn.Conv2d(channels, last_channels, last_kernel, 1, last_kernel // 2), nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, last_channels, k1, 1, k1 // 2), nn.LeakyReLU(slope),
             nn.Conv2d(last_channels, out_channels, last_kernel, 1, last_kernel // 2), nn.Sigmoid(),
         )
         if self.modulation is None:
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
-                    nn.init.kaiming_normal_(module.weight, a=0.2, nonlinearity="leaky_relu")
+                    nn.init.kaiming_normal_(module.weight, a=slope, nonlinearity="leaky_relu")
                     nn.init.zeros_(module.bias)
 
     def forward(self, spatial_code: torch.Tensor, style_code: torch.Tensor | None = None) -> torch.Tensor:
@@ -158,7 +163,7 @@ class AdaINGenerator(nn.Module):
         if self.modulation is not None:
             params = self.modulation(style_code).view(b, self.n_adain, 2, self.channels)
         for k, conv in enumerate(self.convs):
-            x = F.leaky_relu(conv(F.interpolate(x, scale_factor=2, mode="nearest")), 0.2)
+            x = F.leaky_relu(conv(F.interpolate(x, scale_factor=2, mode="nearest")), self.slope)
             if params is not None:
                 x = self.adain(x, params[:, k, 0] + 1.0, params[:, k, 1])
         return self.last(x)

@@ -18,11 +18,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class PerceptualLoss(nn.Module):
     """Per-sample mean |x − y| plus the mean |φ_l(x) − φ_l(y)| over VGG16 feature layers l.
 
+    ``imagenet_normalize``: feed VGG ImageNet-normalised inputs (what torchvision's weights expect),
+    or the [0, 1] images as they are (what the official lord-pytorch code does).
     Needs torchvision and the registered ``vgg16`` ImageNet weights; raises
     :class:`disentbench.contracts.Unavailable` naming the file and how to fetch it when absent."""
 
     def __init__(self, layers: tuple[int, ...] = VGG_LAYERS, weights: str = "vgg16",
-                 store: WeightStore | None = None) -> None:
+                 store: WeightStore | None = None, imagenet_normalize: bool = True) -> None:
         super().__init__()
         try:
             from torchvision.models import vgg16
@@ -35,6 +37,7 @@ class PerceptualLoss(nn.Module):
         net = vgg16()
         net.load_state_dict(state)
         self.layers = tuple(layers)
+        self.imagenet_normalize = imagenet_normalize
         self.features = net.features[: max(self.layers) + 1].eval()
         for module in self.features.modules():  # frozen, and kept out of the method's state_dict
             for name, param in list(module.named_parameters(recurse=False)):
@@ -46,7 +49,7 @@ class PerceptualLoss(nn.Module):
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        h = (x - self.mean) / self.std
+        h = (x - self.mean) / self.std if self.imagenet_normalize else x
         out = []
         for i, layer in enumerate(self.features):
             h = layer(h)
@@ -74,13 +77,14 @@ def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x - y).pow(2).flatten(1).mean(1).mean()
 
 
-def reconstruction_loss(kind: str, store: WeightStore | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def reconstruction_loss(kind: str, store: WeightStore | None = None, *, imagenet_normalize: bool = True
+                        ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``"l1"``, ``"mse"`` or ``"perceptual"`` (VGG16; needs its pretrained weights from ``store``,
-    a method's ``info.weights``)."""
+    a method's ``info.weights``; its inputs ImageNet-normalised unless ``imagenet_normalize=False``)."""
     if kind == "l1":
         return l1
     if kind == "mse":
         return mse
     if kind == "perceptual":
-        return PerceptualLoss(store=store)
+        return PerceptualLoss(store=store, imagenet_normalize=imagenet_normalize)
     raise ValueError(f"unknown reconstruction loss {kind!r}; use l1, mse or perceptual")

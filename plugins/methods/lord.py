@@ -44,8 +44,12 @@ class LORDConfig:
     content_decay: float = 0.001  # λ, activation decay on content codes
     generator_channels: int = 256  # AdaIN generator width
     n_adain: int = 4
-    generator_last_channels: int = 64  # the two final convolutions: 64 channels, 7×7 kernels
-    generator_last_kernel: int = 7
+    generator_last_channels: int = 64  # the two final convolutions: 64 channels, 5×5 then 7×7 kernels
+    generator_last_kernel: int = 7  # the output convolution
+    # where the paper is silent, the official lord-pytorch code's choices (README: LORD as published)
+    generator_penultimate_kernel: int = 5  # the 64-channel convolution before the output one
+    leaky_slope: float = 0.01  # every LeakyReLU of generator and encoders (torch's default, as nn.LeakyReLU())
+    vgg_imagenet_normalize: bool = False  # the perceptual loss feeds VGG16 [0, 1] images, not ImageNet-normalised
     encoder_channels: int = 64  # first conv width of the stage-2 encoders
     encoder_hidden: int = 256
     recon_loss: Literal["perceptual", "l1", "mse"] = "perceptual"
@@ -92,13 +96,13 @@ class LORD(BaseMethod):
             nn.init.uniform_(self.content_embedding.weight, -c.init_scale, c.init_scale)
         self.generator = AdaINGenerator(c.content_dim, c.class_dim, info.height, info.channels,
                                         c.generator_channels, c.n_adain, c.generator_last_channels,
-                                        c.generator_last_kernel)
+                                        c.generator_last_kernel, c.generator_penultimate_kernel, c.leaky_slope)
         enc = dict(resolution=info.height, in_channels=info.channels, channels=c.encoder_channels,
-                   hidden=c.encoder_hidden)
+                   hidden=c.encoder_hidden, slope=c.leaky_slope)
         if c.second_stage:
             self.class_encoder = ConvEncoder(c.class_dim, **enc)
             self.content_encoder = (GaussianEncoder if c.regularization == "kl" else ConvEncoder)(c.content_dim, **enc)
-        self.recon = reconstruction_loss(c.recon_loss, self.info.weights)
+        self.recon = reconstruction_loss(c.recon_loss, self.info.weights, imagenet_normalize=c.vgg_imagenet_normalize)
 
     # G(e_y, c): the content code is the generator's spatial input, the class code drives AdaIN
     def decode(self, class_code: torch.Tensor, content_code: torch.Tensor) -> torch.Tensor:
