@@ -142,7 +142,8 @@ def _budget_notes(stats: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[st
     """Images seen in training per row, and a note on every row whose budget differs from the
     table's median by more than :data:`BUDGET_TOLERANCE` (rounding to whole batches stays within
     it); None when no record of the table says (records from before ``timings.images_seen``)."""
-    seen = {key: s["images_seen"] for key, s in stats.items() if s["images_seen"] == s["images_seen"]}
+    seen = {key: s["images_seen"] for key, s in stats.items()
+            if "failed" not in s and s.get("images_seen") == s.get("images_seen") and s.get("images_seen") is not None}
     if not seen:
         return None
     reference = float(pd.Series(list(seen.values())).median())
