@@ -108,12 +108,12 @@ class ArrayCache:
 def publish(tmp: Path, dest: Path, complete: str) -> bool:
     """Rename the finished directory ``tmp`` to ``dest`` unless another process published a complete
     ``dest`` (one holding the file ``complete``) first, in which case ``tmp`` is discarded. Under a
-    file lock (``<dest>.lock``), so concurrent publishers never see or remove each other's half; an
+    file lock (``.<dest name>.lock`` beside it: hidden, so a glob for caches never finds it), so concurrent publishers never see or remove each other's half; an
     incomplete ``dest`` left by a crash is moved aside and removed. Returns whether ours was used."""
     from filelock import FileLock
 
     dest = Path(dest)
-    with FileLock(str(dest) + ".lock"):
+    with FileLock(str(dest.with_name(f".{dest.name}.lock"))):
         if (dest / complete).is_file():
             shutil.rmtree(tmp, ignore_errors=True)
             return False

@@ -77,7 +77,8 @@ def test_a_nan_loss_fails_the_run_naming_method_stage_step_and_term(regs, tmp_pa
     page = render(list(records.values()))
     row = next(line for line in page.splitlines() if line.startswith("| autoencoder"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[3:] == ["failed [1]", "failed [1]", "", "", ""]  # both metric columns, no cost, no grid
+    # images seen (none for a failed run), both metric columns, no cost, no grid
+    assert cells[3:] == ["", "failed [1]", "failed [1]", "", "", ""]
     assert "TrainingDiverged: Autoencoder diverged" in page
 
 

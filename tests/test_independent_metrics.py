@@ -19,7 +19,11 @@ CPU = torch.device("cpu")
 
 
 def _metric(name, ctx, **config):
+    from disentbench.weights import WeightStore
+
     regs = load_registries()
+    if ctx.weights is None:
+        ctx.weights = WeightStore(regs.weights)  # as the runner passes it
     return evaluate_metric(regs.metrics.get(name), config, ctx, regs)
 
 

@@ -13,9 +13,9 @@ from disentbench_plugins.methods.lord import LORD, LORDConfig
 SMALL = {k: v for k, v in TINY["lord"].items() if k not in ("generator_last_kernel", "generator_penultimate_kernel")}
 
 
-def _lord(data, **over):
+def _lord(data, store=None, **over):
     torch.manual_seed(0)
-    return LORD(cfg.build(LORDConfig, {**SMALL, **over}), DataInfo.from_split(data.train))
+    return LORD(cfg.build(LORDConfig, {**SMALL, **over}), DataInfo.from_split(data.train, weights=store))
 
 
 def _slopes(module: nn.Module) -> set[float]:
@@ -65,11 +65,10 @@ def test_vgg_inputs_are_imagenet_normalised_only_when_asked(tiny_data, monkeypat
             return {}
 
     monkeypatch.setattr(torchvision.models, "vgg16", FakeVGG)
-    monkeypatch.setattr(disentbench.weights, "default_store", lambda: FakeStore())
     x = torch.rand(2, 3, 32, 32)
-    raw = _lord(tiny_data, recon_loss="perceptual").recon  # the official code's default
+    raw = _lord(tiny_data, FakeStore(), recon_loss="perceptual").recon  # the official code's default
     assert torch.equal(raw._features(x)[0], x)
-    normed = _lord(tiny_data, recon_loss="perceptual", vgg_imagenet_normalize=True).recon
+    normed = _lord(tiny_data, FakeStore(), recon_loss="perceptual", vgg_imagenet_normalize=True).recon
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     assert torch.allclose(normed._features(x)[0], (x - mean) / std)

@@ -109,7 +109,7 @@ def test_a_clash_is_reported_and_commands_that_do_not_use_it_work(clashing_plugi
     assert "error: method 'lord' is registered twice" in err and "lord-fork 2.0" in err and "disentbench" in err
     assert not (tmp_path / "r").exists()
     tiny = {"synth3d": dict(resolution=16, n_train_classes=4, n_test_classes=2, n_azimuths=2, n_elevations=2),
-            "train": dict(max_steps=2), "eval": dict(n_pairs=4),
+            "train": dict(max_steps=2), "eval": dict(n_pairs=4, check_min_spread=0, check_max_mse=0),
             "autoencoder": dict(batch_size=8, recon_loss="l1", class_dim=4, content_dim=4, generator_channels=8,
                                 generator_last_channels=4, generator_last_kernel=3, encoder_channels=4,
                                 encoder_hidden=8)}
