@@ -142,11 +142,12 @@ def _publish(args: argparse.Namespace, regs, records: list[dict[str, Any]], page
 
     root = Path(args.results)
     collection = _collection(args, suite)
-    ids = [r["run_id"] for r in records if r.get("status") == "finished" and r.get("run_id")]
-    report = results.import_runs([Path(args.out)], root / collection, run_ids=ids)
+    # failed runs are results too: a run that diverged or learned nothing is shown as failed
+    ids = [r["run_id"] for r in records if r.get("status") in ("finished", "failed") and r.get("run_id")]
+    report = results.import_runs([Path(args.out)], root / collection, run_ids=ids, finished_only=False)
     for line in report.lines():
         print(f"disentbench: publish to {root / collection}: {line}")
-    if not report.ok:
+    if report.conflicts:
         raise results.ResultsError(f"nothing was published to leaderboard/: fix the runs above, or import them "
                                    f"into another collection (--publish NAME)")
     results.add_page(root, page)

@@ -38,7 +38,8 @@ class ResultsError(ValueError):
 
 def provenance_problems(record: dict[str, Any]) -> list[str]:
     """What a record lacks to be traced back: schema keys, project commit (with its dirty flag),
-    library versions, hardware, dataset checksums."""
+    library versions, hardware, dataset checksums (of a finished run: a failed one may have failed
+    before its data was loaded)."""
     problems = [f"missing key {k!r}" for k in RECORD_SCHEMA if k not in record]
     env = record.get("env") or {}
     if not env.get("disentbench_git"):
@@ -48,7 +49,7 @@ def provenance_problems(record: dict[str, Any]) -> list[str]:
     if not (env.get("device_name") and env.get("device")):
         problems.append("no hardware (env.device, env.device_name)")
     data = record.get("data") or {}
-    if not (data.get("cache_key") or data.get("checksums")):
+    if record.get("status") == "finished" and not (data.get("cache_key") or data.get("checksums")):
         problems.append("no dataset checksum (data.cache_key or data.checksums)")
     if record.get("status") not in ("finished", "failed"):
         problems.append(f"status {record.get('status')!r} is not 'finished' or 'failed'")

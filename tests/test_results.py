@@ -150,3 +150,17 @@ def test_tradeoff_and_curves_plots(tmp_path):
     first = path.read_bytes()
     plots.curves_plot(copy.deepcopy(log), "lord", tmp_path / "c.png")
     assert path.read_bytes() == first  # deterministic bytes
+
+
+def test_a_failed_run_is_published_as_failed(tmp_path, monkeypatch):
+    """A run that diverged or learned nothing is a result too: published, and shown as failed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISENTBENCH_PLUGINS", "testplugins")
+    rc = main(["run", "--methods", "failing,lord", "--datasets", "synth3d", "--metrics", "reconstruction",
+               "--device", "cpu", "--quiet", "--publish", "mixed", *_sets()])
+    assert rc == 1
+    statuses = {json.loads(p.read_text())["method"]: json.loads(p.read_text())["status"]
+                for p in (tmp_path / "results" / "mixed").glob("**/record.json")}
+    assert statuses == {"failing": "failed", "lord": "finished"}
+    page = (tmp_path / "leaderboard" / "README.md").read_text()
+    assert "| lord" in page and "always fails" in page
