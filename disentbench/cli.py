@@ -435,7 +435,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     if missing:
         print(f"disentbench: error: no such run store: {', '.join(missing)}", file=sys.stderr)
         return 2
-    report = results.import_runs([Path(d) for d in args.dirs], Path(args.into))
+    report = results.import_runs([Path(d) for d in args.dirs], Path(args.into), finished_only=False)
     for line in report.lines():
         print(f"disentbench: {line}")
     return 0 if report.ok else 1

@@ -29,6 +29,8 @@ MARKER = "<!-- disentbench paper table: {name} scale={scale} -->"
 NO_DELTA = "no Δ against the published numbers (Kendall τ still compares the ranking)"
 NO_DELTA_DATA = "no Δ against the published numbers, and left out of Kendall τ"
 INDEX_TITLE = "## Paper tables"
+#: error types of runs that measured nothing because an input is missing here (n/a, not "failed")
+MISSING_INPUTS = ("DataMissing", "WeightsUnavailable")
 
 
 @dataclass
@@ -159,6 +161,11 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
         return Measured(reason=f"not run yet: `disentbench run --suite {suite_name} --scale {scale}`")
     failed = [(c.seed, records[c.run_id]) for c in chosen
               if c.run_id in records and records[c.run_id].get("status") != "finished"]
+    missing = [(seed, r) for seed, r in failed if (r.get("error") or {}).get("type") in MISSING_INPUTS]
+    if missing and len(missing) == len(failed):  # nothing was measured: the data or weights are not here
+        seed, r = missing[0]
+        return Measured(reason=f"not available here: {_first_line((r.get('error') or {}).get('message'))}",
+                        stand_in=stand_in)
     if failed:
         why = "; ".join(f"{(r.get('error') or {}).get('type', 'error')}: "
                         f"{_first_line((r.get('error') or {}).get('message'))} (seed {seed})" for seed, r in failed)

@@ -79,9 +79,10 @@ class ImportReport:
 
 
 def import_runs(sources: Iterable[Path], dest: Path, *, run_ids: Iterable[str] | None = None,
-                finished_only: bool = True) -> ImportReport:
+                finished_only: bool = False) -> ImportReport:
     """Copy the :data:`RESULT_FILES` of every valid run under ``sources`` into ``dest`` (same
-    layout). A run already in ``dest`` with the same measurements is skipped; one with different
+    layout), failed runs included (a run that diverged or learned nothing is a result too) unless
+    ``finished_only``. A run already in ``dest`` with the same measurements is skipped; one with different
     measurements is a conflict, reported and left as it is."""
     dest = Path(dest)
     wanted = None if run_ids is None else set(run_ids)

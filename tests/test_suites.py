@@ -499,3 +499,18 @@ def test_cli_errors_for_paper_suites(tmp_path, capsys):
     assert main(["run", "--methods", "lord", "--datasets", "synth3d", "--scale", "quick", "--out", str(tmp_path / "r")]) == 2
     assert "apply to paper suites" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_whose_data_is_missing_is_not_available_not_failed(tmp_path):
+    """A cell whose runs measured nothing because its data is not here reads n/a with the reason;
+    a method that crashed, diverged or collapsed reads failed."""
+    suite, plan, records = _fixture(tmp_path)
+    for r in records:
+        if r["status"] == "failed":
+            r["error"] = {"type": "DataMissing", "message": "dataset 'synth3d': files are missing"}
+    drnet_0 = next(r for r in records if r["run_id"].split("/")[1] == "drnet" and r["status"] == "finished")
+    drnet_0.update(status="failed", metrics={}, error={"type": "DataMissing", "message": "dataset 'synth3d': gone"})
+    out = pt.render(suite, plan, records, pt.MetricInfo.from_registries(REGS))
+    row = next(line for line in out.splitlines() if line.startswith("| DrNet"))
+    assert "failed" not in row and "n/a" in row
+    assert "not available here: dataset 'synth3d'" in out
