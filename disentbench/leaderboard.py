@@ -146,9 +146,16 @@ def _budget_notes(stats: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[st
             if "failed" not in s and s.get("images_seen") == s.get("images_seen") and s.get("images_seen") is not None}
     if not seen:
         return None
-    reference = float(pd.Series(list(seen.values())).median())
+    return budget_cells(seen, float(pd.Series(list(seen.values())).median()))
+
+
+def budget_cells(seen: dict[Any, float | None], reference: float) -> dict[Any, tuple[str, str]]:
+    """Per key with a value: (images seen, a note where it is more than :data:`BUDGET_TOLERANCE`
+    off ``reference``, the table's median budget, else ""). Shared by run tables and paper pages."""
     out = {}
     for key, value in seen.items():
+        if value is None:
+            continue
         note = ""
         if abs(value - reference) > BUDGET_TOLERANCE * reference:
             note = (f"unequal training budget: {fmt(value)} images seen, against the table's median of "

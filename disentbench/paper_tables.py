@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, label_split
+from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, budget_cells, label_split
 from disentbench.specs import ARROWS
 from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
@@ -290,8 +290,6 @@ def suite_row(suite: Suite, key: str) -> Row:
 def budget_column(suite: Suite, plan: SuitePlan, records: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str]] | None:
     """Per row: images seen in training and, where it differs from the median of the ranked rows by
     more than the leaderboard's tolerance, a note saying so; None when no record gives images seen."""
-    from disentbench.leaderboard import BUDGET_TOLERANCE
-    from disentbench.leaderboard import fmt as lb_fmt
 
     seen = {row.key: images_seen(row, suite, plan, records) for row in suite.rows if not row.reference}
     known = sorted(v for k, v in seen.items() if v is not None and suite_row(suite, k).rank)  # not "chance" rows
@@ -299,16 +297,7 @@ def budget_column(suite: Suite, plan: SuitePlan, records: dict[str, dict[str, An
         return None
     mid = len(known) // 2
     median = known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
-    out = {}
-    for key, value in seen.items():
-        if value is None:
-            continue
-        note = ""
-        if abs(value - median) > BUDGET_TOLERANCE * median:
-            note = (f"unequal training budget: {lb_fmt(value)} images seen, against the table's median of "
-                    f"{lb_fmt(median)}; its ranking is confounded with the amount of training")
-        out[key] = (lb_fmt(value), note)
-    return out
+    return budget_cells(seen, median)
 
 
 def kendall_tau(measured: list[float], published: list[float]) -> float | None:

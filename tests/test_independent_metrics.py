@@ -200,26 +200,9 @@ def test_lpips_with_alexnet_weights_matches_lpips_loading_them_itself(monkeypatc
 
 @pytest.fixture(scope="module")
 def kaiming_inception(tmp_path_factory) -> Path:
-    """torch-fidelity's Inception with Kaiming-normal convolutions, saved locally (96 MB, never
-    committed): the default initialisation maps every image to nearly the same features."""
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
+    from test_pretrained_metrics import save_random_inception
 
-    cls = fe.FeatureExtractorInceptionV3
-    original = cls.load_state_dict
-    cls.load_state_dict = lambda self, *a, **k: None  # build it without the (downloaded) weights
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: {})
-            model = cls("inception-v3-compat", ["2048"])
-    finally:
-        cls.load_state_dict = original
-    generator = torch.Generator().manual_seed(1)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, generator=generator)
-    path = tmp_path_factory.mktemp("inception") / "inception-kaiming.pth"
-    torch.save(model.state_dict(), path)
-    return path
+    return save_random_inception(tmp_path_factory.mktemp("inception"), seed=1)
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:

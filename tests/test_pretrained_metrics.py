@@ -140,10 +140,9 @@ def test_missing_weights_give_the_documented_record(oracle_ctx):
 
 # -- FID -------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def random_inception(tmp_path_factory) -> Path:
-    """torch-fidelity's Inception with Kaiming-normal convolutions, saved locally (96 MB, never committed):
-    the default initialisation maps every image to nearly the same features."""
+def save_random_inception(directory: Path, seed: int) -> Path:
+    """torch-fidelity's Inception with Kaiming-normal convolutions (seeded), saved in ``directory``
+    (96 MB, never committed): the default initialisation maps every image to nearly the same features."""
     import torch_fidelity.feature_extractor_inceptionv3 as fe
 
     cls = fe.FeatureExtractorInceptionV3
@@ -155,13 +154,18 @@ def random_inception(tmp_path_factory) -> Path:
             model = cls("inception-v3-compat", ["2048"])
     finally:
         cls.load_state_dict = original
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(module.weight, generator=generator)
-    path = tmp_path_factory.mktemp("inception") / "inception-test.pth"
+    path = Path(directory) / f"inception-kaiming-{seed}.pth"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def random_inception(tmp_path_factory) -> Path:
+    return save_random_inception(tmp_path_factory.mktemp("inception"), seed=0)
 
 
 def test_fid_is_zero_for_identical_sets_and_positive_otherwise(random_inception):
