@@ -486,6 +486,8 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             method, summary = _train_or_load(cell, regs, rd, data, device)
             record["method_info"] = summary.pop("method_info", {})
+            # the training's cost stays in the record even if evaluation then fails the run
+            record["timings"] = {**summary, "device_name": record["env"]["device_name"]}
             record["artifacts"] = {"state": "state.pt", "train_log": "train_log.jsonl"}
             t_eval = time.perf_counter()
             eval_options = cfg.build(EvalOptions, cell.config["eval"], where="eval")

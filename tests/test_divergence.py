@@ -163,6 +163,7 @@ def test_a_constant_decoder_is_recorded_failed_with_the_evidence(regs, tmp_path,
     assert "(nearly) identical" in record["error"]["message"] and "eval.check_min_spread = 0.1" in record["error"]["message"]
     assert record["metrics"] == {}  # not scored
     assert (tmp_path / "runs" / record["run_id"] / record["artifacts"]["transfer_grid"]).is_file()  # the grid shows it
+    assert record["timings"]["steps"] > 0 and "train_seconds" in record["timings"]  # the training's cost is kept
 
 
 def test_the_check_passes_a_working_generator_and_measures_what_it_says(tiny_data):
