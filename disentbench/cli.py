@@ -34,12 +34,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     _refuse_out_in_data_root(args)
     regs = _registries()
     suite = None
+    if args.scale not in (None, "paper") and not args.suite:
+        # a plain sweep at --scale NAME runs at the settings of the plain suite NAME (``--scale cpu``)
+        scale_suite = regs.suites.get(args.scale).load()
+        if scale_suite.is_paper_table:
+            raise cfg.ConfigError(f"--scale {args.scale}: a plain sweep's scale is a plain suite, and {args.scale!r} is "
+                                  "a paper table (run it with --suite)")
+        args.suite, args.scale = args.scale, None
     if args.suite or not (args.methods or args.datasets):
         suite = regs.suites.get(args.suite or DEFAULT_SUITE).load()
     if suite is not None and suite.is_paper_table:
         return _run_paper_suite(args, regs, suite)
     if args.scale not in (None, "paper") or args.stand_ins:
-        raise cfg.ConfigError("--scale and --stand-ins apply to paper suites (`disentbench list suites`)")
+        raise cfg.ConfigError("--scale with a plain suite: give the suite (--suite) or the scale (--scale), not both; "
+                              "--stand-ins applies to paper suites (`disentbench list suites`)")
     overrides = cfg.merge(
         suite.settings if suite else {},
         *(cfg.load_toml(p) for p in args.config or []),

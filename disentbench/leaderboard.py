@@ -169,7 +169,7 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
            curves: dict[tuple[str, str, str], str] | None = None, plots: dict[str, str] | None = None) -> str:
     """Markdown for ``records``. ``grids`` and ``curves`` map (dataset, method, config_hash) to a
     relative link of that row's transfer grid and training curves; ``plots`` maps a dataset to its
-    trade-off plot."""
+    trade-off plot and ``"DATASET:budget"`` to its budget curve."""
     grids, curves, plots = grids or {}, curves or {}, plots or {}
     lines = [f"# {title}", "", INTRO, ""]
     df = _rows(records)
@@ -299,6 +299,8 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
         lines += [f"## {dataset}", "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
         if dataset in plots:
             lines += [f"![{dataset}: transfer error against class ← content leakage]({plots[dataset]})", ""]
+        if f"{dataset}:budget" in plots:
+            lines += [f"![{dataset}: scores against images seen]({plots[f'{dataset}:budget']})", ""]
         lines += [f"- {text}" for text in below] + ([""] if below else [])
     if notes.texts:
         lines += ["### Notes", ""]
@@ -342,6 +344,8 @@ def write(records: list[dict[str, Any]], out_dir: Path, *, name: str = "README.m
     for dataset in sorted({r.get("dataset") for r in records if r.get("status") == "finished"}):
         if plotting.tradeoff_plot(records, dataset, out_dir / "plots" / f"{dataset}-tradeoff.png"):
             plots[dataset] = f"plots/{dataset}-tradeoff.png"
+        if plotting.budget_plot(records, dataset, out_dir / "plots" / f"{dataset}-budget.png"):
+            plots[f"{dataset}:budget"] = f"plots/{dataset}-budget.png"
     text = render(records, grids=grids, title=title, curves=curves, plots=plots)
     if name == "README.md":  # shared with the paper-table index: replace only the run tables
         return write_section(out_dir / name, "runs", text)

@@ -1,6 +1,8 @@
 """Pictures beside the tables (matplotlib, Agg): per dataset, transfer error against leakage, one
-point per method with its seed spread and the chance/floor levels marked; per run, the training
-curves of every logged loss term. Small PNGs, deterministic for a given matplotlib version."""
+point per method with its seed spread and the chance/floor levels marked; per dataset, where a
+method was trained at several budgets, its scores against images seen (the budget curve); per run,
+the training curves of every logged loss term. Small PNGs, deterministic for a given matplotlib
+version."""
 from __future__ import annotations
 
 import json
@@ -16,6 +18,12 @@ TRADEOFF_Y = ("leakage", "class_from_content")
 #: leakage values drawn as horizontal reference lines when a run records them
 REFERENCE_LINES = {"chance_class": ("chance", ":"), "floor_class_from_content": ("perfect-code floor", "--"),
                    "majority_class": ("majority class", "-.")}
+#: the scores of the budget curve, each (metric, key, label, its chance key or None)
+BUDGET_KEYS = (("swap", "content_accuracy", "swap: content accuracy", "chance_content"),
+               ("swap", "class_accuracy", "swap: class accuracy", "chance_class"),
+               ("swap", "copy_rate", "swap: copy rate", "chance_copy"),
+               ("leakage", "class_from_content", "leakage: class ← content", "chance_class"),
+               ("leakage", "content_from_class", "leakage: content ← class", "chance_content"))
 PNG_METADATA = {"Software": None}  # no version string in the file: the same plot gives the same bytes
 
 
@@ -72,6 +80,70 @@ def tradeoff_plot(records: Iterable[dict[str, Any]], dataset: str, path: Path) -
     ax.set_xlabel("transfer error (MSE, lower is better)")
     ax.set_ylabel("class ← content accuracy (lower is better)")
     ax.set_title(f"{dataset}: transfer error vs leakage", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata=PNG_METADATA)
+    plt.close(fig)
+    return path
+
+
+def budget_points(records: Iterable[dict[str, Any]], dataset: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per method of ``dataset`` trained at two or more budgets (distinct ``timings.images_seen`` of
+    finished runs): per score of :data:`BUDGET_KEYS`, the (images seen, value) points, sorted."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        seen = (r.get("timings") or {}).get("images_seen")
+        if r.get("status") == "finished" and r.get("dataset") == dataset and seen:
+            runs.setdefault(r["method"], []).append(r)
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for method, rs in sorted(runs.items()):
+        if len({r["timings"]["images_seen"] for r in rs}) < 2:
+            continue
+        for metric, key, label, _ in BUDGET_KEYS:
+            pts = sorted((float(r["timings"]["images_seen"]), v) for r in rs if (v := _value(r, metric, key)) is not None)
+            if pts:
+                out.setdefault(method, {})[label] = pts
+    return out
+
+
+def budget_plot(records: Iterable[dict[str, Any]], dataset: str, path: Path) -> Path | None:
+    """The budget curve of ``dataset``: for each method trained at several budgets, one panel per
+    score (swap accuracies, copy rate, leakage) against images seen (log scale), every seed a
+    point and the mean a line, with the chance level dashed. None when no method has two budgets."""
+    records = list(records)
+    points = budget_points(records, dataset)
+    if not points:
+        return None
+    labels = [label for _, _, label, _ in BUDGET_KEYS if any(label in p for p in points.values())]
+    chance: dict[str, float] = {}
+    for metric, key, label, chance_key in BUDGET_KEYS:
+        values = [v for r in records if r.get("dataset") == dataset and chance_key
+                  and (v := _value(r, metric, chance_key)) is not None]
+        if values:
+            chance[label] = float(np.mean(values))
+    plt = _pyplot()
+    cols = min(3, len(labels))
+    rows = math.ceil(len(labels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows), dpi=80, squeeze=False)
+    for ax, label in zip(axes.flat, labels):
+        for method, series in points.items():
+            if label not in series:
+                continue
+            a = np.array(series[label])
+            xs = np.unique(a[:, 0])
+            means = [a[a[:, 0] == x, 1].mean() for x in xs]
+            line, = ax.plot(xs, means, marker="o", markersize=3, linewidth=1, label=method)
+            ax.scatter(a[:, 0], a[:, 1], s=6, color=line.get_color())
+        if label in chance:
+            ax.axhline(chance[label], color="grey", linestyle="--", linewidth=0.8, label="chance")
+        ax.set_xscale("log")
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("images seen", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6, loc="best")
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    fig.suptitle(f"{dataset}: scores against the training budget", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata=PNG_METADATA)

@@ -164,3 +164,31 @@ def test_a_failed_run_is_published_as_failed(tmp_path, monkeypatch):
     assert statuses == {"failing": "failed", "lord": "finished"}
     page = (tmp_path / "leaderboard" / "README.md").read_text()
     assert "| lord" in page and "always fails" in page
+
+
+def test_budget_curve_plot_reads_the_scores_of_each_budget(tmp_path):
+    """The budget curve: a method trained at several budgets gets its swap and leakage scores
+    against images seen (one point per run), with the runs' own chance levels; one budget draws nothing."""
+    from disentbench import plots
+    from disentbench.leaderboard import write
+
+    records = []
+    for k, (seen, content, leak) in enumerate([(8000, 0.05, 0.4), (2000, 0.01, 0.6), (32000, 0.4, 0.02)]):
+        r = _record(f"synth3d/lord/seed0-{k:012d}", mse=0.01)
+        r["config_hash"] = f"{k:012d}"
+        r["timings"] = {"images_seen": seen, "train_seconds": 1.0, "images_per_second": 1.0}
+        r["metrics"]["swap"] = {"status": "ok", "values": {"content_accuracy": content, "chance_content": 0.01},
+                                "directions": {"content_accuracy": "max", "chance_content": "info"}}
+        r["metrics"]["leakage"] = {"status": "ok", "values": {"class_from_content": leak, "chance_class": 0.1},
+                                   "directions": {"class_from_content": "min", "chance_class": "info"}}
+        records.append(r)
+    points = plots.budget_points(records, "synth3d")
+    assert points["lord"]["swap: content accuracy"] == [(2000.0, 0.01), (8000.0, 0.05), (32000.0, 0.4)]
+    assert points["lord"]["leakage: class ← content"] == [(2000.0, 0.6), (8000.0, 0.4), (32000.0, 0.02)]
+    assert "swap: class accuracy" not in points["lord"]  # not measured: no panel
+    assert plots.budget_plot(records, "synth3d", tmp_path / "b.png").stat().st_size > 1000
+    assert plots.budget_plot(records[:1], "synth3d", tmp_path / "one.png") is None  # one budget: no curve
+    failed = dict(records[2], status="failed")
+    assert plots.budget_points(records[:2] + [failed], "synth3d")["lord"]["swap: content accuracy"][-1][0] == 8000.0
+    page = write(records, tmp_path / "lb").read_text()
+    assert "](plots/synth3d-budget.png)" in page and (tmp_path / "lb" / "plots" / "synth3d-budget.png").is_file()

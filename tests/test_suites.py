@@ -496,8 +496,11 @@ def test_cli_errors_for_paper_suites(tmp_path, capsys):
     assert "defines no scale 'huge'" in capsys.readouterr().err
     assert main(["run", "--suite", "lord-table1", "--metrics", "leakage", "--out", str(tmp_path / "r")]) == 2
     assert "its metrics are its columns" in capsys.readouterr().err
-    assert main(["run", "--methods", "lord", "--datasets", "synth3d", "--scale", "quick", "--out", str(tmp_path / "r")]) == 2
-    assert "apply to paper suites" in capsys.readouterr().err
+    # a plain sweep's --scale is a plain suite's settings (`--scale cpu`): not a paper table, not beside --suite
+    assert main(["run", "--methods", "lord", "--datasets", "synth3d", "--scale", "lord-table1", "--out", str(tmp_path / "r")]) == 2
+    assert "is a paper table" in capsys.readouterr().err
+    assert main(["run", "--suite", "quick", "--scale", "cpu", "--out", str(tmp_path / "r")]) == 2
+    assert "not both" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
