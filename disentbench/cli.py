@@ -112,11 +112,25 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{len(failed)} failed, in {time.perf_counter() - t0:.0f} s", flush=True)
     _print_failed(failed)
     if not args.no_leaderboard:
-        path = leaderboard.write(read_records([Path(args.out)]), _user_leaderboard(args))
+        path = leaderboard.write(read_records([Path(args.out)]), _user_leaderboard(args),
+                                 claims=suite.claims if suite else None)
         print(f"disentbench: your leaderboard: {path}")
     if args.publish:
-        _publish(args, regs, records, {"page": "README.md", "collections": [_collection(args, suite)]}, suite)
+        _publish(args, regs, records, _plain_page(args, suite), suite)
     return 1 if failed else 0
+
+
+def _plain_page(args: argparse.Namespace, suite: Any) -> dict[str, Any]:
+    """Where a published plain sweep is shown: the default suite's and unnamed sweeps' runs in the
+    run tables of leaderboard/README.md, a named suite's (``--scale cpu``) on a page of their own,
+    ``<collection>.md``, with the suite's claims checked on it when the collection is the suite's own."""
+    collection = _collection(args, suite)
+    if suite is None or suite.name == DEFAULT_SUITE:
+        return {"page": "README.md", "collections": [collection]}
+    page: dict[str, Any] = {"page": f"{collection}.md", "collections": [collection]}
+    if suite.claims and collection == suite.name:  # not on a collection of other settings (--publish NAME)
+        page["claims"] = suite.name
+    return page
 
 
 def _refuse_out_in_data_root(args: argparse.Namespace) -> None:
@@ -170,10 +184,18 @@ def render_published(regs, root: Path, out_dir: Path) -> list[Path]:
     from disentbench.store import read_records
 
     written = []
-    for page in results.read_pages(root):
+    pages = results.read_pages(root)
+    others = [(Path(p["page"]).stem, p["page"]) for p in pages if p.get("page") not in (None, "README.md")]
+    for page in pages:
         runs = [root / c for c in page.get("collections", [])]
         if page.get("page") == "README.md":
-            written.append(leaderboard.write(read_records([r for r in runs if r.exists()]), out_dir))
+            written.append(leaderboard.write(read_records([r for r in runs if r.exists()]), out_dir, links=others))
+            continue
+        if page.get("page"):  # a named plain suite's page, with the suite's claims
+            claims = regs.suites.get(page["claims"]).load().claims if page.get("claims") else None
+            written.append(leaderboard.write(read_records([r for r in runs if r.exists()]), out_dir, name=page["page"],
+                                             title=f"disentbench: {', '.join(page.get('collections', []))}",
+                                             claims=claims, links=[("all results", "README.md")]))
             continue
         suite = regs.suites.get(page["suite"]).load()
         ns = argparse.Namespace(scale=page.get("scale"), set=page.get("set"), config=page.get("config"),

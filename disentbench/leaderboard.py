@@ -166,12 +166,20 @@ def budget_cells(seen: dict[Any, float | None], reference: float) -> dict[Any, t
 
 def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], str] | None = None,
            title: str = "disentbench leaderboard", cost: bool = True,
-           curves: dict[tuple[str, str, str], str] | None = None, plots: dict[str, str] | None = None) -> str:
+           curves: dict[tuple[str, str, str], str] | None = None, plots: dict[str, str] | None = None,
+           claims: list[Any] | None = None, links: list[tuple[str, str]] | None = None) -> str:
     """Markdown for ``records``. ``grids`` and ``curves`` map (dataset, method, config_hash) to a
     relative link of that row's transfer grid and training curves; ``plots`` maps a dataset to its
-    trade-off plot and ``"DATASET:budget"`` to its budget curve."""
+    trade-off plot and ``"DATASET:budget"`` to its budget curve. ``claims`` (a suite's
+    :class:`~disentbench.claims.Claim` list) are checked against ``records`` and shown first;
+    ``links`` are (title, relative link) of other pages, listed under the intro."""
+    from disentbench import claims as claimsmod
+
     grids, curves, plots = grids or {}, curves or {}, plots or {}
     lines = [f"# {title}", "", INTRO, ""]
+    if links:
+        lines += ["Other pages: " + " · ".join(f"[{name}]({link})" for name, link in links), ""]
+    lines += claimsmod.render(claimsmod.judge(claims or [], records))
     df = _rows(records)
     failed = [r for r in records if r.get("status") == "failed"]
     if df.empty:
@@ -317,7 +325,8 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
 
 
 def write(records: list[dict[str, Any]], out_dir: Path, *, name: str = "README.md",
-          title: str = "disentbench leaderboard") -> Path:
+          title: str = "disentbench leaderboard", claims: list[Any] | None = None,
+          links: list[tuple[str, str]] | None = None) -> Path:
     """Copy each row's transfer grid (lowest seed) into ``out_dir/grids``, plot its training
     curves into ``out_dir/curves`` and each dataset's trade-off into ``out_dir/plots``, and write
     the markdown."""
@@ -341,12 +350,13 @@ def write(records: list[dict[str, Any]], out_dir: Path, *, name: str = "README.m
         if plotting.curves_plot(plotting.read_log(Path(r.get("_dir", ""))), caption, out_dir / "curves" / stem):
             curves[key] = f"curves/{stem}"
     plots = {}
+    page = "" if name == "README.md" else f"{Path(name).stem}-"  # pages sharing out_dir keep their own plots
     for dataset in sorted({r.get("dataset") for r in records if r.get("status") == "finished"}):
-        if plotting.tradeoff_plot(records, dataset, out_dir / "plots" / f"{dataset}-tradeoff.png"):
-            plots[dataset] = f"plots/{dataset}-tradeoff.png"
-        if plotting.budget_plot(records, dataset, out_dir / "plots" / f"{dataset}-budget.png"):
-            plots[f"{dataset}:budget"] = f"plots/{dataset}-budget.png"
-    text = render(records, grids=grids, title=title, curves=curves, plots=plots)
+        if plotting.tradeoff_plot(records, dataset, out_dir / "plots" / f"{page}{dataset}-tradeoff.png"):
+            plots[dataset] = f"plots/{page}{dataset}-tradeoff.png"
+        if plotting.budget_plot(records, dataset, out_dir / "plots" / f"{page}{dataset}-budget.png"):
+            plots[f"{dataset}:budget"] = f"plots/{page}{dataset}-budget.png"
+    text = render(records, grids=grids, title=title, curves=curves, plots=plots, claims=claims, links=links)
     if name == "README.md":  # shared with the paper-table index: replace only the run tables
         return write_section(out_dir / name, "runs", text)
     atomic_write_bytes(out_dir / name, text.encode())

@@ -140,8 +140,9 @@ def read_pages(root: Path) -> list[dict[str, Any]]:
 
 
 def add_page(root: Path, page: dict[str, Any]) -> None:
-    """Record (or replace) how a page is rendered: ``{"page": "README.md", "collections": [...]}``
-    or ``{"suite": NAME, "scale": ..., "collections": [...], "set": [...], ...}``."""
+    """Record (or replace) how a page is rendered: ``{"page": "README.md", "collections": [...]}``,
+    a named plain suite's ``{"page": "cpu.md", "collections": ["cpu"], "claims": "cpu"}`` (its claims
+    checked on the page) or ``{"suite": NAME, "scale": ..., "collections": [...], "set": [...], ...}``."""
     root = Path(root)
     key = page.get("suite") or page.get("page")
     pages = [p for p in read_pages(root) if (p.get("suite") or p.get("page")) != key]

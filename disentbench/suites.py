@@ -44,10 +44,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from disentbench.claims import Claim
+from disentbench.claims import parse as parse_claims
 from disentbench.config import ConfigError, Overrides, check_seeds, merge, tomllib
 
-PLAIN_KEYS = {"name", "description", "methods", "datasets", "metrics", "seeds", "settings", "citation"}
-PAPER_KEYS = PLAIN_KEYS | {"columns", "rows", "scales", "note"}
+PLAIN_KEYS = {"name", "description", "methods", "datasets", "metrics", "seeds", "settings", "citation", "claims"}
+PAPER_KEYS = (PLAIN_KEYS - {"claims"}) | {"columns", "rows", "scales", "note"}
 COLUMN_KEYS = {"key", "label", "group", "dataset", "metric", "fallback", "settings", "stand_in", "note", "unavailable"}
 ROW_KEYS = {"key", "label", "method", "settings", "published", "reference", "rank", "measure", "note"}
 SCALE_KEYS = {"description", "settings", "seeds", "settings_from"}
@@ -176,6 +178,7 @@ class Suite:
     rows: list[Row] = field(default_factory=list)
     scales: dict[str, Scale] = field(default_factory=dict)
     note: str = ""  # how the whole suite's protocol differs from the paper's (footnote on every cell)
+    claims: list[Claim] = field(default_factory=list)  # a plain suite's claims (disentbench.claims)
 
     @property
     def is_paper_table(self) -> bool:
@@ -367,6 +370,7 @@ def load_suite(path: Path, name: str | None = None) -> Suite:
             settings=settings,
             citation=citation,
             path=path,
+            claims=parse_claims(data.get("claims", []), where),
         )
     for key in ("methods", "datasets", "metrics"):
         if key in data:
@@ -448,6 +452,12 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
         if suite.metrics != "all":
             regs.metrics.resolve(suite.metrics)
         _check_scopes(regs, suite.settings)
+        for k, claim in enumerate(suite.claims):
+            w = f"{where}, claims[{k}]"
+            regs.methods.get(claim.method)
+            regs.datasets.get(claim.dataset)
+            for ref in claim.keys():
+                _check_metric(regs, ref, w)
         return
     for col in suite.columns:
         w = f"{where}, column {col.key!r}"
