@@ -225,7 +225,8 @@ def writable_directory(path: str | Path, option: str) -> None:
 def _paper_plan(args: argparse.Namespace, regs, suite):
     """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share)."""
     from disentbench import config as cfg
-    from disentbench.suites import plan_suite, validate
+    from disentbench.runner import plan_suite
+    from disentbench.suites import validate
 
     scale = args.scale or "paper"
     validate(suite, regs, scales=[scale])

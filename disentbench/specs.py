@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping
 
 from disentbench import config as cfg
+from disentbench.suites import load_suite
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
@@ -156,8 +157,6 @@ class SuiteSpec(_Spec):
     kind: ClassVar[str] = "suite"
 
     def load(self) -> Any:
-        from disentbench.suites import load_suite
-
         return load_suite(Path(self.target), name=self.name)
 
     def target_path(self) -> str:
