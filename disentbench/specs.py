@@ -9,7 +9,7 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 from disentbench import config as cfg
 from disentbench.suites import load_suite
@@ -164,8 +164,27 @@ class SuiteSpec(_Spec):
 
 
 @dataclass(frozen=True)
+class CommandLineOption:
+    """A flag of ``disentbench run`` that an executor adds (llm's ``register_commands``, for one
+    flag): ``--jobs N`` sets the ``jobs`` field of the local executor's ``Config``. Its value is
+    checked by that field's rule before any work; given with another executor it is refused."""
+
+    flag: str  # "--jobs"
+    field: str  # the field of the executor's Config it sets, "jobs"
+    help: str = ""  # shown as "<executor> executor: <help>" in ``disentbench run --help``
+    type: Callable[[str], Any] = str
+    metavar: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"--[a-z0-9][a-z0-9\-]*", self.flag):
+            raise ValueError(f"command-line option {self.flag!r} must look like --lowercase-words")
+
+
+@dataclass(frozen=True)
 class ExecutorSpec(_Spec):
-    """Where sweep cells run (local processes, Ray, Slurm, ...). ``target`` builds an executor."""
+    """Where sweep cells run (local processes, Ray, Slurm, ...). ``target`` builds an executor;
+    ``options`` are the flags it adds to ``disentbench run``, each setting a field of its config."""
 
     kind: ClassVar[str] = "executor"
     requires: tuple[str, ...] = ()
+    options: tuple[CommandLineOption, ...] = ()
