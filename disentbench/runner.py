@@ -1,7 +1,8 @@
 """Planning and running sweeps: methods × datasets × seeds, each cell one run directory.
 
 :func:`plan` resolves every name and option before any work starts (so a typo fails in a second,
-not after an hour of training). :func:`execute` runs one :class:`Cell` in the current process; it
+not after an hour of training); :func:`plan_suite` does it for a paper suite, one :func:`plan` per
+(row, dataset, column settings). :func:`execute` runs one :class:`Cell` in the current process; it
 is what every executor calls, locally or on a cluster node.
 """
 from __future__ import annotations
