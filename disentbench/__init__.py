@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("disentbench")
 
 from disentbench.specs import (  # noqa: E402  (hookimpl must exist first for plugins importing us)
+    CommandLineOption,
     DatasetSpec,
     ExecutorSpec,
     MethodSpec,
@@ -29,4 +30,5 @@ __all__ = [
     "WeightSpec",
     "SuiteSpec",
     "ExecutorSpec",
+    "CommandLineOption",
 ]

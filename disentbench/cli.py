@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     rank, world = init_distributed_from_env()  # under torchrun: one run trained on several devices
     if world > 1:
-        if args.executor != "local" or (args.jobs or 1) > 1:
+        if args.executor != "local" or (getattr(args, "jobs", None) or 1) > 1:
             raise cfg.ConfigError("under torchrun every rank runs the cells in order: use the local executor "
                                   "without --jobs")
         if rank != 0:
@@ -210,8 +210,6 @@ def _check_run_arguments(args: argparse.Namespace) -> None:
     where the configs are built): one line each, exit code 2."""
     from disentbench import config as cfg
 
-    if args.jobs is not None and args.jobs < 1:
-        raise cfg.ConfigError(f"--jobs {args.jobs} is not allowed: expected an integer ≥ 1 (cells run at once)")
     if args.seeds is not None:
         cfg.parse_seeds(args.seeds)
     writable_directory(args.out, "--out")
@@ -247,7 +245,8 @@ def writable_directory(path: str | Path, option: str) -> None:
 def _paper_plan(args: argparse.Namespace, regs, suite):
     """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share)."""
     from disentbench import config as cfg
-    from disentbench.suites import plan_suite, validate
+    from disentbench.runner import plan_suite
+    from disentbench.suites import validate
 
     scale = args.scale or "paper"
     validate(suite, regs, scales=[scale])
@@ -331,7 +330,9 @@ def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
 
 
 def _executor(regs, args: argparse.Namespace, overrides: dict[str, dict[str, Any]]):
-    """The executor named by --executor, configured by its [NAME] options, --jobs and --ray-address."""
+    """The executor named by --executor, configured by its [NAME] options and the command-line
+    options executors add (``--jobs``, ``--ray-address``: :class:`~disentbench.specs.CommandLineOption`)."""
+    import dataclasses
     import importlib.util
 
     from disentbench import config as cfg
@@ -343,15 +344,41 @@ def _executor(regs, args: argparse.Namespace, overrides: dict[str, dict[str, Any
             raise cfg.ConfigError(f"executor {spec.name!r} needs the Python package {name!r}: "
                                   f"pip install 'disentbench[{spec.name}]'")
     options = dict(overrides.get(spec.name, {}))
-    if args.jobs is not None:
-        if spec.name != "local":
-            raise cfg.ConfigError(f"--jobs applies to the local executor; for {spec.name!r} set its own options")
-        options["jobs"] = args.jobs
-    if args.ray_address:
-        if spec.name != "ray":
-            raise cfg.ConfigError("--ray-address needs --executor ray")
-        options["address"] = args.ray_address
+    for owner, opt in executor_options(regs):
+        value = getattr(args, _dest(opt), None)
+        if value is None:
+            continue
+        if owner.name != spec.name:
+            raise cfg.ConfigError(f"{opt.flag} applies to the {owner.name} executor (--executor {owner.name}); "
+                                  f"for {spec.name!r} set its own options (--set {spec.name}.FIELD=VALUE)")
+        config = getattr(spec.load(), "Config", None)
+        field = {f.name: f for f in dataclasses.fields(config)}.get(opt.field) if config else None
+        rule = cfg.rule_for(field) if field else None
+        if rule is not None and not rule.test(value):
+            raise cfg.ConfigError(f"{opt.flag} {value} is not allowed: expected {rule.text} ({opt.help})")
+        options[opt.field] = value
     return spec.build(options)
+
+
+def executor_options(regs) -> list[tuple[Any, Any]]:
+    """(executor spec, option) for every command-line option a registered executor adds."""
+    return [(spec, opt) for spec in regs.executors for opt in spec.options]
+
+
+def _dest(opt) -> str:
+    return opt.flag.lstrip("-").replace("-", "_")
+
+
+def _add_executor_options(run: argparse.ArgumentParser, regs) -> None:
+    """The flags the registered executors add to ``run``; one that clashes with a flag already
+    there is left out with a warning (the executor's --set options still work)."""
+    for spec, opt in executor_options(regs):
+        try:
+            run.add_argument(opt.flag, type=opt.type, metavar=opt.metavar, dest=_dest(opt),
+                             help=f"{spec.name} executor: {opt.help}")
+        except argparse.ArgumentError:
+            print(f"warning: executor {spec.name!r}: its option {opt.flag} clashes with another; it is left out "
+                  f"(use --set {spec.name}.{opt.field}=VALUE)", file=sys.stderr)
 
 
 # -- list / plugins --------------------------------------------------------------------------
@@ -616,13 +643,16 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 # -- parser ----------------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(regs=None) -> argparse.ArgumentParser:
+    """The command line; ``run`` gets the flags the executors of ``regs`` (default: the installed
+    plugins) add."""
     parser = argparse.ArgumentParser(
         prog="disentbench",
         description="Benchmark class/content disentanglement methods. `disentbench run` with no "
                     "arguments runs the quick suite on the built-in synthetic dataset.",
     )
     from disentbench import __version__
+    from disentbench.plugins import load_registries
 
     parser.add_argument("--version", action="version", version=f"disentbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -650,8 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--require-metrics", action="store_true", help="fail a run when any metric is unavailable")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--executor", default="local", help="where cells run: local (default), ray, slurm, or a plugin's")
-    run.add_argument("--jobs", type=int, help="local executor: run this many cells at once in worker processes")
-    run.add_argument("--ray-address", help="ray executor: join this cluster (HOST:PORT or auto) instead of a local Ray")
+    _add_executor_options(run, regs if regs is not None else load_registries())
     _paper_arguments(run)
     run.set_defaults(func=cmd_run)
 

@@ -2,10 +2,14 @@
 
 Overrides are addressed by plugin name: ``lord.epochs=5``, ``synth3d.resolution=32``,
 ``train.precision=bf16``. A TOML file uses one table per name (``[lord] epochs = 5``).
+The harness's own options (:class:`TrainOptions`, :class:`EvalOptions`) and the scoping of
+overrides to registered names (:func:`check_scopes`, :func:`config_of`) live here too, so that
+the runner and the suites build configs the same way without importing each other.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 import hashlib
 import json
@@ -15,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -287,3 +291,96 @@ def canonical_json(obj: Any) -> str:
 def config_hash(obj: Any) -> str:
     """Short SHA-256 of the canonical JSON of ``obj`` (the identity of a run's configuration)."""
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:12]
+
+
+# -- the harness's options and the scoping of overrides ----------------------------------------
+
+HARNESS_SCOPES = ("train", "eval")
+
+
+class PlanError(ConfigError):
+    """The sweep cannot start: an unknown name or an invalid option."""
+
+
+@dataclass
+class TrainOptions:
+    """Harness-level options (``--set train.FIELD=VALUE``); they apply to every method alike."""
+
+    device: str = "cpu"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    data_on_device: bool = True  # keep the training images on the device as uint8
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
+    num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    max_steps: int = 0  # stop each stage after this many steps (smoke tests); 0 = no limit
+    # the training budget in images seen, all stages together, split across the stages in proportion
+    # to their nominal sizes (epochs x images per epoch) and rounded to whole batches; it replaces the
+    # stages' epochs (fewer or more), so that methods compared on one scale see as many images; 0 = off
+    max_images: int = 0
+
+    # options that change how fast, not what is computed: left out of a run's config hash
+    NON_SEMANTIC = ("device", "data_on_device", "checkpoint_every", "num_threads", "compile")
+
+
+@dataclass
+class EvalOptions:
+    """Evaluation settings shared by all metrics (``--set eval.FIELD=VALUE``)."""
+
+    n_pairs: int = 2000  # content-transfer pairs (class from x_i, content from x_j)
+    batch_size: int = 128
+    max_codes: int = 10000  # images encoded per split for code-based metrics
+    grid_size: int = 6  # rows and columns of the transfer grid
+    # the generator check after training (a collapsed generator fails the run, see generator_check);
+    # a threshold of 0 turns its check off (the evidence is still recorded)
+    check_images: int = 64  # a fixed seeded sample of test images, the same for every method and seed
+    check_min_spread: float = 0.1  # fail if the reconstructions' spread across inputs is below this × the real images'
+    check_max_mse: float = 1.0  # fail if reconstruction MSE is above this × the MSE of the training split's mean image
+
+
+def options_dict(options: TrainOptions, *, semantic_only: bool = False) -> dict[str, Any]:
+    """``options`` as a dict; ``semantic_only``: without the :attr:`TrainOptions.NON_SEMANTIC` fields."""
+    d = dataclasses.asdict(options)
+    if semantic_only:
+        for key in TrainOptions.NON_SEMANTIC:
+            d.pop(key, None)
+    return d
+
+
+def harness_options(overrides: Overrides) -> tuple[TrainOptions, EvalOptions]:
+    """The ``train`` and ``eval`` options of ``overrides``, built and checked."""
+    train = build(TrainOptions, overrides.get("train", {}), where="train")
+    evaluation = build(EvalOptions, overrides.get("eval", {}), where="eval")
+    return train, evaluation
+
+
+def check_scopes(regs: Any, overrides: Overrides) -> None:
+    """Every scope of ``overrides`` names exactly one registered method, dataset, metric or executor
+    of ``regs`` (:class:`~disentbench.registry.Registries`), or ``train``/``eval``; else
+    :class:`PlanError` with a did-you-mean and the known names."""
+    known = (set(regs.methods.names()) | set(regs.datasets.names()) | set(regs.metrics.names())
+             | set(regs.executors.names()) | set(HARNESS_SCOPES))
+    for scope in overrides:
+        if scope not in known:
+            close = difflib.get_close_matches(scope, sorted(known), n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise PlanError(
+                f"option scope {scope!r} names no registered method, dataset, metric or executor, nor "
+                f"'train'/'eval'.{hint} "
+                f"Known: {', '.join(sorted(known))}"
+            )
+        kinds = [k for k, r in (("method", regs.methods), ("dataset", regs.datasets), ("metric", regs.metrics),
+                                ("executor", regs.executors)) if scope in r]
+        if len(kinds) > 1:
+            raise PlanError(f"option scope {scope!r} is ambiguous: it names a {' and a '.join(kinds)}")
+
+
+def config_of(spec: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-able config of a registered plugin (``spec.configure``) under ``overrides``; a plugin
+    without a ``Config`` takes no options (:class:`PlanError` if some are given)."""
+    config = spec.configure(overrides)
+    if config is None:
+        if overrides:
+            raise PlanError(f"{spec.kind} {spec.name!r} takes no options, but got {sorted(overrides)}")
+        return {}
+    return to_dict(config)

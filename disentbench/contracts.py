@@ -1,4 +1,5 @@
-"""The contracts the harness relies on: data containers and the Method/Dataset/Metric protocols.
+"""The contracts the harness relies on: data containers, and (from :mod:`disentbench.protocols`,
+where they are checked at registration) the Method/Dataset/Metric protocols.
 
 Images in a :class:`Split` are uint8 ``(N, H, W, C)`` arrays (memory-mappable). Methods see
 float tensors ``(N, C, H, W)`` in ``[0, 1]`` on their device and return the same.
@@ -6,16 +7,15 @@ float tensors ``(N, C, H, W)`` in ``[0, 1]`` on their device and return the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+from disentbench.protocols import Dataset, Method, Metric  # noqa: F401  (what plugins import from here)
 
 if TYPE_CHECKING:  # torch is imported only where a run needs it
     import torch
 
-    from disentbench.evaluation import EvalContext
-    from disentbench.training import Stage, TrainOptions, TrainResult
     from disentbench.weights import WeightStore
 
 
@@ -175,53 +175,3 @@ class Codes(NamedTuple):
 
     class_code: "torch.Tensor"
     content_code: "torch.Tensor"
-
-
-@runtime_checkable
-class Method(Protocol):
-    """Everything the runner calls on a trained method, exactly as
-    :class:`disentbench.method.BaseMethod` (a ``torch.nn.Module``) provides it: a plugin subclasses
-    BaseMethod and writes ``stages``, ``encode`` and ``decode``; the rest is inherited."""
-
-    def stages(self, train: Split) -> list["Stage"]:
-        """The training stages, in order (the harness runs the loop, precision and checkpoints)."""
-
-    def fit(self, train: Split, options: "TrainOptions", *, seed: int = 0, checkpoint: Path | None = None,
-            progress: bool = True) -> "TrainResult":
-        """Train on the training split under ``seed`` (resuming from ``checkpoint`` if it exists)."""
-
-    def encode(self, images: "torch.Tensor") -> Codes: ...
-
-    def decode(self, class_code: "torch.Tensor", content_code: "torch.Tensor") -> "torch.Tensor": ...
-
-    def transfer(self, class_images: "torch.Tensor", content_images: "torch.Tensor") -> "torch.Tensor":
-        """Images with the class of ``class_images[k]`` and the content of ``content_images[k]``."""
-
-    def reconstruct(self, images: "torch.Tensor") -> "torch.Tensor": ...
-
-    def save(self, path: Path) -> None: ...
-
-    def load(self, path: Path) -> None: ...
-
-    def to(self, device: Any) -> "Method": ...
-
-    def eval(self) -> "Method": ...
-
-
-@runtime_checkable
-class Dataset(Protocol):
-    """A dataset plugin; its ``Config`` dataclass holds resolution and protocol settings."""
-
-    def load(self, data_dir: Path, cache_dir: Path, *, progress: bool = True) -> DataBundle: ...
-
-
-@runtime_checkable
-class Metric(Protocol):
-    """A metric plugin: named scalars for a trained method on a dataset (keys as in its MetricSpec).
-
-    A metric may also define ``applies(ctx) -> None``, raising :class:`MetricUnavailable` when it
-    does not apply to the dataset (a person re-identification score on rendered objects); the
-    harness calls it before checking the spec's weight and data requirements, so that this, not a
-    missing file, is the reason recorded."""
-
-    def compute(self, ctx: "EvalContext") -> Mapping[str, float] | MetricResult: ...

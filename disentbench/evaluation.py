@@ -11,22 +11,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from disentbench.config import EvalOptions  # what metrics import it from
 from disentbench.contracts import DataBundle, MetricUnavailable, Split
-
-
-@dataclass
-class EvalOptions:
-    """Evaluation settings shared by all metrics (``--set eval.FIELD=VALUE``)."""
-
-    n_pairs: int = 2000  # content-transfer pairs (class from x_i, content from x_j)
-    batch_size: int = 128
-    max_codes: int = 10000  # images encoded per split for code-based metrics
-    grid_size: int = 6  # rows and columns of the transfer grid
-    # the generator check after training (a collapsed generator fails the run, see generator_check);
-    # a threshold of 0 turns its check off (the evidence is still recorded)
-    check_images: int = 64  # a fixed seeded sample of test images, the same for every method and seed
-    check_min_spread: float = 0.1  # fail if the reconstructions' spread across inputs is below this × the real images'
-    check_max_mse: float = 1.0  # fail if reconstruction MSE is above this × the MSE of the training split's mean image
 
 
 def to_float(images: np.ndarray, device: torch.device) -> torch.Tensor:

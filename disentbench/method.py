@@ -11,6 +11,7 @@ from torch import nn
 
 from disentbench.contracts import Codes, DataInfo, Split
 from disentbench.training import Stage, Trainer, TrainOptions, TrainResult
+from disentbench.weights import torch_load_safely  # one clean line naming the file on failure
 
 
 class BaseMethod(nn.Module):
@@ -62,8 +63,6 @@ class BaseMethod(nn.Module):
         os.replace(tmp, path)
 
     def load(self, path: Path) -> None:
-        from disentbench.weights import torch_load_safely  # one clean line naming the file on failure
-
         state = torch_load_safely(Path(path), map_location=self.device, what="trained state",
                                   fix="delete it and run again to retrain")
         self.load_state_dict(state)

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, budget_cells, label_split
 from disentbench.specs import ARROWS
+from disentbench.store import atomic_write_bytes, write_section
 from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
 MARKER = "<!-- disentbench paper table: {name} scale={scale} -->"
@@ -454,8 +455,6 @@ def gaps(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: Met
 
 def write(suite: Suite, plan: SuitePlan, records: list[dict[str, Any]], info: MetricInfo, out_dir: Path) -> Path:
     """Write ``<out_dir>/<suite>.md`` (atomically)."""
-    from disentbench.store import atomic_write_bytes
-
     path = Path(out_dir) / f"{suite.name}.md"
     atomic_write_bytes(path, render(suite, plan, records, info).encode())
     return path
@@ -501,6 +500,4 @@ def render_index(suites: list[Suite], out_dir: Path) -> str:
 
 def write_index(suites: list[Suite], out_dir: Path) -> Path:
     """The index as the paper-tables part of ``out_dir/README.md`` (the run tables stay)."""
-    from disentbench.store import write_section
-
     return write_section(Path(out_dir) / "README.md", "paper-tables", render_index(suites, out_dir))

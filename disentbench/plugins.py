@@ -14,6 +14,7 @@ from typing import Iterable
 import pluggy
 
 from disentbench import hookspecs
+from disentbench.protocols import ContractError
 from disentbench.registry import KINDS, PluginInfo, Registries
 
 ENTRY_POINT_GROUP = "disentbench"
@@ -80,7 +81,11 @@ def collect(pm: pluggy.PluginManager, infos: dict[str, PluginInfo] | None = None
             info = regs.plugins.setdefault(origin, PluginInfo(name=origin))
 
             def register(spec: object, _origin: str = origin, _info: PluginInfo = info) -> None:
-                registry.add(spec, origin=_origin)
+                try:
+                    registry.add(spec, origin=_origin)
+                except ContractError as exc:  # refused, naming what it lacks; the plugin's other specs register
+                    _info.error = f"{_info.error}; {exc}" if _info.error else str(exc)
+                    return
                 _info.registered.setdefault(attr, []).append(spec.name)  # type: ignore[attr-defined]
 
             try:

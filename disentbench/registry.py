@@ -50,6 +50,7 @@ class Registry(Generic[S]):
         kind = getattr(spec, "kind", None)
         if kind != self.kind:
             raise RegistryError(f"plugin {origin!r} registered a {kind or type(spec).__name__} as a {self.kind}")
+        spec.check()  # type: ignore[attr-defined]  # a class lacking protocol members is refused, naming them
         name = spec.name  # type: ignore[attr-defined]
         if name in self._specs:
             self._clashes[name] = [(self._origins.pop(name), self._specs.pop(name))]

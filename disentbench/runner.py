@@ -1,40 +1,39 @@
 """Planning and running sweeps: methods × datasets × seeds, each cell one run directory.
 
 :func:`plan` resolves every name and option before any work starts (so a typo fails in a second,
-not after an hour of training). :func:`execute` runs one :class:`Cell` in the current process; it
+not after an hour of training); :func:`plan_suite` does it for a paper suite, one :func:`plan` per
+(row, dataset, column settings). :func:`execute` runs one :class:`Cell` in the current process; it
 is what every executor calls, locally or on a cluster node.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
 import io
 import json
 import math
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from disentbench import __version__
 from disentbench import config as cfg
+from disentbench import env as envmod
+from disentbench.config import PlanError
 from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnavailable, Unavailable
+from disentbench.download import downloads_allowed
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import Registries, UnknownNameError
 from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, LockLost, NewerSchema, RunDir, RunLock, RunStatus,
                                RunStore, atomic_write_bytes, cell_record, failure_record, guard, now, quarantine,
                                run_error, warn)
+from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Row, Suite, SuitePlan, TableCell, scale_settings
 from disentbench.weights import WeightStore
-
-HARNESS_SCOPES = ("train", "eval")
-
-
-class PlanError(cfg.ConfigError):
-    """The sweep cannot start: an unknown name or an invalid option."""
-
 
 @dataclass
 class Cell:
@@ -66,42 +65,6 @@ class Cell:
         return cls(**data)
 
 
-def _check_scopes(regs: Registries, overrides: cfg.Overrides) -> None:
-    known = (set(regs.methods.names()) | set(regs.datasets.names()) | set(regs.metrics.names())
-             | set(regs.executors.names()) | set(HARNESS_SCOPES))
-    for scope in overrides:
-        if scope not in known:
-            close = difflib.get_close_matches(scope, sorted(known), n=1, cutoff=0.5)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise PlanError(
-                f"option scope {scope!r} names no registered method, dataset, metric or executor, nor "
-                f"'train'/'eval'.{hint} "
-                f"Known: {', '.join(sorted(known))}"
-            )
-        kinds = [k for k, r in (("method", regs.methods), ("dataset", regs.datasets), ("metric", regs.metrics),
-                                ("executor", regs.executors)) if scope in r]
-        if len(kinds) > 1:
-            raise PlanError(f"option scope {scope!r} is ambiguous: it names a {' and a '.join(kinds)}")
-
-
-def _config_of(spec: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-    config = spec.configure(overrides)
-    if config is None:
-        if overrides:
-            raise PlanError(f"{spec.kind} {spec.name!r} takes no options, but got {sorted(overrides)}")
-        return {}
-    return cfg.to_dict(config)
-
-
-def harness_options(overrides: cfg.Overrides) -> tuple[Any, Any]:
-    from disentbench.evaluation import EvalOptions
-    from disentbench.training import TrainOptions
-
-    train = cfg.build(TrainOptions, overrides.get("train", {}), where="train")
-    evaluation = cfg.build(EvalOptions, overrides.get("eval", {}), where="eval")
-    return train, evaluation
-
-
 def plan(
     regs: Registries,
     *,
@@ -124,20 +87,18 @@ def plan(
     seeds = cfg.check_seeds(seeds) if seeds else []
     if not method_specs or not dataset_specs or not seeds:
         raise PlanError("nothing to run: give at least one method, one dataset and one seed")
-    _check_scopes(regs, overrides)
-    train, evaluation = harness_options(overrides)
-    from disentbench.training import options_dict
-
-    train_semantic = options_dict(train, semantic_only=True)
+    cfg.check_scopes(regs, overrides)
+    train, evaluation = cfg.harness_options(overrides)
+    train_semantic = cfg.options_dict(train, semantic_only=True)
     runtime = {k: v for k, v in dataclasses.asdict(train).items() if k in type(train).NON_SEMANTIC}
     runtime["device"] = device
-    metric_configs = {m.name: _config_of(m, overrides.get(m.name, {})) for m in metric_specs}
-    dataset_configs = {d.name: _config_of(d, overrides.get(d.name, {})) for d in dataset_specs}
+    metric_configs = {m.name: cfg.config_of(m, overrides.get(m.name, {})) for m in metric_specs}
+    dataset_configs = {d.name: cfg.config_of(d, overrides.get(d.name, {})) for d in dataset_specs}
     cells = []
     for d in dataset_specs:
         for m in method_specs:
             try:
-                method_config = _config_of(m, overrides.get(m.name, {}))
+                method_config = cfg.config_of(m, overrides.get(m.name, {}))
             except cfg.ConfigError:
                 raise
             except Exception as exc:  # the method's module fails to import: record it as a failed run
@@ -328,10 +289,9 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
     distributed run) writes files."""
     import torch
 
-    from disentbench import env as envmod
-    from disentbench.training import TrainOptions, dist_info
+    from disentbench.training import dist_info
 
-    options = cfg.build(TrainOptions, {**cell.config["train"], **cell.runtime})
+    options = cfg.build(cfg.TrainOptions, {**cell.config["train"], **cell.runtime})
     method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
 
     def build() -> Any:
@@ -409,8 +369,6 @@ def _adopt_training(cell: Cell, rd: RunDir) -> None:
     """Reuse the trained state of a sibling run that differs only in metrics or evaluation
     settings (same method, dataset, training settings and seed): evaluating another metric, or a
     paper suite sharing a run with another, then costs no training. The summary says whose."""
-    import shutil
-
     key = training_key(cell.config)
     for other in sorted(rd.path.parent.glob(f"seed{cell.seed}-*")):
         if other == rd.path or not all((other / name).is_file() for name in TRAINED_FILES[:2]):
@@ -459,9 +417,8 @@ def _follow(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
 def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     import torch
 
-    from disentbench import env as envmod
-    from disentbench.evaluation import EvalContext, EvalOptions, GeneratorCollapsed, generator_check, transfer_grid
-    from disentbench.training import TrainOptions, resolve_device
+    from disentbench.evaluation import EvalContext, GeneratorCollapsed, generator_check, transfer_grid
+    from disentbench.training import resolve_device
 
     started = now()
     record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
@@ -490,7 +447,7 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             record["timings"] = {**summary, "device_name": record["env"]["device_name"]}
             record["artifacts"] = {"state": "state.pt", "train_log": "train_log.jsonl"}
             t_eval = time.perf_counter()
-            eval_options = cfg.build(EvalOptions, cell.config["eval"], where="eval")
+            eval_options = cfg.build(cfg.EvalOptions, cell.config["eval"], where="eval")
             grid = transfer_grid(method, data.test, size=eval_options.grid_size, seed=cell.seed, device=device)
             png = io.BytesIO()
             grid.save(png, format="PNG")
@@ -536,8 +493,6 @@ def _write_log(path: Path, log: list[dict[str, Any]]) -> None:
 
 
 def _versions(regs: Registries, cell: Cell) -> dict[str, Any]:
-    import disentbench
-
     plugins = {}
     for attr, name in (("methods", cell.method), ("datasets", cell.dataset)):
         info = regs.plugin_of(attr, name)
@@ -549,7 +504,7 @@ def _versions(regs: Registries, cell: Cell) -> dict[str, Any]:
         plugins[f"metric:{name}"] = {"plugin": info.name if info else None,
                                      "distribution": info.distribution if info else None,
                                      "version": info.version if info else None}
-    return {"disentbench": disentbench.__version__, "plugins": plugins}
+    return {"disentbench": __version__, "plugins": plugins}
 
 
 # -- sweeps ----------------------------------------------------------------------------------
@@ -565,3 +520,84 @@ def run_sweep(cells: list[Cell], regs: Registries | None = None,
         if report is not None:
             report(k + 1, len(cells), cell, record)
     return records
+
+
+# -- planning the runs of a paper suite ------------------------------------------------------
+
+def dataset_missing(regs: Any, name: str, dataset_config: dict[str, Any], data_dir: str | Path | None) -> str:
+    """Why ``name`` cannot be loaded here without a download that cannot happen ("" if it can):
+    its files are not under the data root and it is not downloadable, or downloads are off."""
+    options = {k: v for k, v in dataset_config.items() if k != "name"}
+    instance = regs.datasets.get(name).build(options)
+    locate = getattr(instance, "locate", None)
+    if locate is None:  # generated, or loaded some other way: assume it is here
+        return ""
+    try:
+        locate(data_root(data_dir))
+    except Unavailable as exc:
+        downloadable = bool(getattr(instance, "downloads", lambda: [])())
+        if downloadable and downloads_allowed():
+            return ""  # the run fetches it
+        return str(exc)
+    return ""
+
+
+def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: cfg.Overrides | None = None,
+               seeds: list[int] | None = None, out: str | Path = "runs", data_dir: str | Path | None = None,
+               device: str = "cpu", require_metrics: bool = False, progress: bool = True,
+               stand_ins: bool = False, check_data: bool = True) -> SuitePlan:
+    """Every (row, column) of a paper suite as runner cells. Columns of one dataset with the same
+    settings share a run (one run per row × dataset × seed measures all their metrics); reference
+    rows and methods whose weights are missing are not run, and say why."""
+    if not suite.is_paper_table:
+        raise cfg.ConfigError(f"suite {suite.name!r} is not a paper table (it has no [[columns]])")
+    base, scale_seeds = scale_settings(suite, scale, regs)
+    seeds = list(seeds or scale_seeds)
+    cli = overrides or {}
+    missing_weights = unavailable_methods(regs, sorted({r.method for r in suite.rows if r.method}))
+    cells: dict[tuple[str, str], TableCell] = {}
+    data_missing: dict[str, str] = {}
+    memo: dict[str, list[Any]] = {}
+
+    def runs_for(row: Row, dataset: str, col: Column, metric_refs: list[str]) -> list[Any]:
+        layered = cfg.merge(base, col.settings, {row.method: row.settings} if row.settings else {}, cli)
+        metric_names = sorted({ref.split(".")[0] for ref in metric_refs} - {METHOD_INFO})
+        key = json.dumps([row.key, dataset, col.settings, metric_names], sort_keys=True, default=str)
+        if key not in memo:
+            memo[key] = plan(regs, methods=[row.method], datasets=[dataset], metrics=metric_names, seeds=seeds,
+                             overrides=layered, out=out, data_dir=data_dir, device=device,
+                             require_metrics=require_metrics, progress=progress)
+        return memo[key]
+
+    # the metrics each (row, dataset, column settings) run computes: those of every column it serves
+    groups: dict[str, list[str]] = {}
+    for row in suite.rows:
+        for col in suite.columns:
+            for ds in filter(None, (col.dataset, col.stand_in)) if not col.unavailable else ():
+                gkey = json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)
+                groups.setdefault(gkey, []).extend(filter(None, (row.metric_for(col), col.fallback)))
+    for row in suite.rows:
+        for col in suite.columns:
+            tc = TableCell(row.key, col.key)
+            cells[(row.key, col.key)] = tc
+            if row.reference:
+                tc.skipped = f"not run in disentbench: {row.reference}"
+                continue
+            if col.unavailable:
+                tc.skipped = f"not measurable in disentbench: {col.unavailable}"
+                continue
+            if row.method in missing_weights:
+                tc.skipped = f"method {row.method!r} cannot run here: {missing_weights[row.method]}"
+                continue
+            for ds, target in ((col.dataset, "runs"), (col.stand_in, "stand_in_runs")):
+                if not ds:
+                    continue
+                refs = groups[json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)]
+                setattr(tc, target, runs_for(row, ds, col, refs))
+            if check_data and tc.runs:
+                ds_config = tc.runs[0].config["dataset"]
+                dkey = json.dumps([col.dataset, ds_config], sort_keys=True, default=str)
+                if dkey not in data_missing:
+                    data_missing[dkey] = dataset_missing(regs, col.dataset, ds_config, data_dir)
+                tc.data_missing = data_missing[dkey]
+    return SuitePlan(suite, scale, seeds, cells, stand_ins, dict(cli))

@@ -9,9 +9,11 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 from disentbench import config as cfg
+from disentbench import protocols
+from disentbench.suites import load_suite
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 
@@ -46,6 +48,7 @@ def load_target(target: Any) -> Any:
 @dataclass(frozen=True)
 class _Spec:
     kind: ClassVar[str] = "plugin"
+    protocol: ClassVar[type | None] = None  # what the target implements (disentbench.protocols)
     name: str
     target: Any
     description: str = ""
@@ -53,9 +56,19 @@ class _Spec:
     def __post_init__(self) -> None:
         check_name(self.name, self.kind)
 
+    def check(self) -> None:
+        """Refuse a target that is a class lacking members of :attr:`protocol`
+        (:class:`~disentbench.protocols.ContractError`); a lazy string target is checked by :meth:`load`."""
+        if self.protocol is not None and not isinstance(self.target, str):
+            protocols.check(self.kind, self.name, self.target, self.protocol)
+
     def load(self) -> Any:
-        """Import and return the target (a class or factory)."""
-        return load_target(self.target)
+        """Import and return the target (a class or factory); a lazy target is checked against
+        :attr:`protocol` on import (one given as an object is checked when it is registered)."""
+        target = load_target(self.target)
+        if self.protocol is not None and isinstance(self.target, str):
+            protocols.check(self.kind, self.name, target, self.protocol)
+        return target
 
     def configure(self, options: Mapping[str, Any] | None = None) -> Any:
         """The target's ``Config`` dataclass built from its defaults plus ``options`` (type-checked;
@@ -77,10 +90,11 @@ class _Spec:
 
 @dataclass(frozen=True)
 class MethodSpec(_Spec):
-    """A disentanglement method. ``target`` is a class implementing :class:`disentbench.contracts.Method`
+    """A disentanglement method. ``target`` is a class implementing :class:`disentbench.protocols.Method`
     with a ``Config`` dataclass attribute holding the paper's defaults."""
 
     kind: ClassVar[str] = "method"
+    protocol: ClassVar[type | None] = protocols.Method
     supervision: str = "class-supervised"
     paper: str = ""
     requires: tuple[str, ...] = ()
@@ -95,9 +109,10 @@ class MethodSpec(_Spec):
 
 @dataclass(frozen=True)
 class DatasetSpec(_Spec):
-    """A dataset. ``target`` is a class implementing :class:`disentbench.contracts.Dataset`."""
+    """A dataset. ``target`` is a class implementing :class:`disentbench.protocols.Dataset`."""
 
     kind: ClassVar[str] = "dataset"
+    protocol: ClassVar[type | None] = protocols.Dataset
     factors: tuple[str, ...] = ()  # named ground-truth content factors, empty if none
     source: str = ""  # where the data comes from (URL or "generated")
     paper: str = ""
@@ -113,6 +128,7 @@ class MetricSpec(_Spec):
     (a per-image annotation such as "extra:landmarks"), "package:NAME" (an optional library)."""
 
     kind: ClassVar[str] = "metric"
+    protocol: ClassVar[type | None] = protocols.Metric
     keys: Mapping[str, Direction] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
     paper: str = ""
@@ -156,8 +172,6 @@ class SuiteSpec(_Spec):
     kind: ClassVar[str] = "suite"
 
     def load(self) -> Any:
-        from disentbench.suites import load_suite
-
         return load_suite(Path(self.target), name=self.name)
 
     def target_path(self) -> str:
@@ -165,8 +179,27 @@ class SuiteSpec(_Spec):
 
 
 @dataclass(frozen=True)
+class CommandLineOption:
+    """A flag of ``disentbench run`` that an executor adds (llm's ``register_commands``, for one
+    flag): ``--jobs N`` sets the ``jobs`` field of the local executor's ``Config``. Its value is
+    checked by that field's rule before any work; given with another executor it is refused."""
+
+    flag: str  # "--jobs"
+    field: str  # the field of the executor's Config it sets, "jobs"
+    help: str = ""  # shown as "<executor> executor: <help>" in ``disentbench run --help``
+    type: Callable[[str], Any] = str
+    metavar: str | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"--[a-z0-9][a-z0-9\-]*", self.flag):
+            raise ValueError(f"command-line option {self.flag!r} must look like --lowercase-words")
+
+
+@dataclass(frozen=True)
 class ExecutorSpec(_Spec):
-    """Where sweep cells run (local processes, Ray, Slurm, ...). ``target`` builds an executor."""
+    """Where sweep cells run (local processes, Ray, Slurm, ...). ``target`` builds an executor;
+    ``options`` are the flags it adds to ``disentbench run``, each setting a field of its config."""
 
     kind: ClassVar[str] = "executor"
     requires: tuple[str, ...] = ()
+    options: tuple[CommandLineOption, ...] = ()

@@ -31,13 +31,12 @@ Settings are layered, later winning: the suite's ``[settings]`` (the paper's), t
 ``settings`` (options of its method), then ``--config``/``--set`` from the command line.
 
 :func:`load_suite` checks the file's structure and needs no registry; :func:`validate` checks it
-against the registries (names, metric keys, options of every layer); :func:`plan_suite` turns a
-paper suite into runner cells, one run per (row, dataset, column settings, seed), so that columns
-of one dataset share a run.
+against the registries (names, metric keys, options of every layer).
+:func:`disentbench.runner.plan_suite` turns a paper suite into runner cells, one run per (row,
+dataset, column settings, seed), so that columns of one dataset share a run.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -46,7 +45,8 @@ from typing import Any, Iterable
 
 from disentbench.claims import Claim
 from disentbench.claims import parse as parse_claims
-from disentbench.config import ConfigError, Overrides, check_seeds, merge, tomllib
+from disentbench.config import (ConfigError, Overrides, check_scopes, check_seeds, config_of, harness_options, merge,
+                                tomllib)
 
 PLAIN_KEYS = {"name", "description", "methods", "datasets", "metrics", "seeds", "settings", "citation", "claims"}
 PAPER_KEYS = (PLAIN_KEYS - {"claims"}) | {"columns", "rows", "scales", "note"}
@@ -442,8 +442,6 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
     """Check ``suite`` against the registries: every method, dataset and metric name (with
     did-you-mean), every metric key, and the options of every scale, column and row, as the runs
     would build them. Raises :class:`ConfigError` or :class:`~disentbench.registry.UnknownNameError`."""
-    from disentbench.runner import _check_scopes, _config_of, harness_options
-
     where = f"suite {suite.name!r}"
     if not suite.is_paper_table:
         regs.datasets.resolve(suite.datasets)
@@ -451,7 +449,7 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
             regs.methods.resolve(suite.methods)
         if suite.metrics != "all":
             regs.metrics.resolve(suite.metrics)
-        _check_scopes(regs, suite.settings)
+        check_scopes(regs, suite.settings)
         for k, claim in enumerate(suite.claims):
             w = f"{where}, claims[{k}]"
             regs.methods.get(claim.method)
@@ -478,20 +476,20 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
         base, _ = scale_settings(suite, scale, regs)
         w = f"{where} at scale {scale!r}"
         try:
-            _check_scopes(regs, base)
+            check_scopes(regs, base)
             harness_options(base)
             for col in suite.columns:
                 if col.unavailable:
                     continue
                 layered = merge(base, col.settings)
-                _check_scopes(regs, col.settings)
+                check_scopes(regs, col.settings)
                 for ds in filter(None, (col.dataset, col.stand_in)):
-                    _config_of(regs.datasets.get(ds), layered.get(ds, {}))
+                    config_of(regs.datasets.get(ds), layered.get(ds, {}))
                 for ref in filter(None, (col.metric, col.fallback)):
                     name = ref.split(".")[0]
                     if name == METHOD_INFO:
                         continue
-                    _config_of(regs.metrics.get(name), layered.get(name, {}))
+                    config_of(regs.metrics.get(name), layered.get(name, {}))
             for row in suite.rows:
                 if row.method is None:
                     continue
@@ -504,7 +502,7 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
                     if col.unavailable:
                         continue
                     layered = merge(base, col.settings, {row.method: row.settings})
-                    _config_of(spec, layered.get(row.method, {}))
+                    config_of(spec, layered.get(row.method, {}))
         except ConfigError as exc:
             raise ConfigError(f"{w}: {exc}") from None
 
@@ -547,88 +545,3 @@ class SuitePlan:
                 if (methods is None or cell.method in methods) and (datasets is None or cell.dataset in datasets):
                     out.setdefault(cell.run_id, cell)
         return list(out.values())
-
-
-def dataset_missing(regs: Any, name: str, dataset_config: dict[str, Any], data_dir: str | Path | None) -> str:
-    """Why ``name`` cannot be loaded here without a download that cannot happen ("" if it can):
-    its files are not under the data root and it is not downloadable, or downloads are off."""
-    from disentbench.contracts import Unavailable
-    from disentbench.download import downloads_allowed
-    from disentbench.paths import data_root
-
-    options = {k: v for k, v in dataset_config.items() if k != "name"}
-    instance = regs.datasets.get(name).build(options)
-    locate = getattr(instance, "locate", None)
-    if locate is None:  # generated, or loaded some other way: assume it is here
-        return ""
-    try:
-        locate(data_root(data_dir))
-    except Unavailable as exc:
-        downloadable = bool(getattr(instance, "downloads", lambda: [])())
-        if downloadable and downloads_allowed():
-            return ""  # the run fetches it
-        return str(exc)
-    return ""
-
-
-def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: Overrides | None = None,
-               seeds: list[int] | None = None, out: str | Path = "runs", data_dir: str | Path | None = None,
-               device: str = "cpu", require_metrics: bool = False, progress: bool = True,
-               stand_ins: bool = False, check_data: bool = True) -> SuitePlan:
-    """Every (row, column) of a paper suite as runner cells. Columns of one dataset with the same
-    settings share a run (one run per row × dataset × seed measures all their metrics); reference
-    rows and methods whose weights are missing are not run, and say why."""
-    from disentbench.runner import plan, unavailable_methods
-
-    if not suite.is_paper_table:
-        raise ConfigError(f"suite {suite.name!r} is not a paper table (it has no [[columns]])")
-    base, scale_seeds = scale_settings(suite, scale, regs)
-    seeds = list(seeds or scale_seeds)
-    cli = overrides or {}
-    missing_weights = unavailable_methods(regs, sorted({r.method for r in suite.rows if r.method}))
-    cells: dict[tuple[str, str], TableCell] = {}
-    data_missing: dict[str, str] = {}
-    memo: dict[str, list[Any]] = {}
-
-    def runs_for(row: Row, dataset: str, col: Column, metric_refs: list[str]) -> list[Any]:
-        layered = merge(base, col.settings, {row.method: row.settings} if row.settings else {}, cli)
-        metric_names = sorted({ref.split(".")[0] for ref in metric_refs} - {METHOD_INFO})
-        key = json.dumps([row.key, dataset, col.settings, metric_names], sort_keys=True, default=str)
-        if key not in memo:
-            memo[key] = plan(regs, methods=[row.method], datasets=[dataset], metrics=metric_names, seeds=seeds,
-                             overrides=layered, out=out, data_dir=data_dir, device=device,
-                             require_metrics=require_metrics, progress=progress)
-        return memo[key]
-
-    # the metrics each (row, dataset, column settings) run computes: those of every column it serves
-    groups: dict[str, list[str]] = {}
-    for row in suite.rows:
-        for col in suite.columns:
-            for ds in filter(None, (col.dataset, col.stand_in)) if not col.unavailable else ():
-                gkey = json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)
-                groups.setdefault(gkey, []).extend(filter(None, (row.metric_for(col), col.fallback)))
-    for row in suite.rows:
-        for col in suite.columns:
-            tc = TableCell(row.key, col.key)
-            cells[(row.key, col.key)] = tc
-            if row.reference:
-                tc.skipped = f"not run in disentbench: {row.reference}"
-                continue
-            if col.unavailable:
-                tc.skipped = f"not measurable in disentbench: {col.unavailable}"
-                continue
-            if row.method in missing_weights:
-                tc.skipped = f"method {row.method!r} cannot run here: {missing_weights[row.method]}"
-                continue
-            for ds, target in ((col.dataset, "runs"), (col.stand_in, "stand_in_runs")):
-                if not ds:
-                    continue
-                refs = groups[json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)]
-                setattr(tc, target, runs_for(row, ds, col, refs))
-            if check_data and tc.runs:
-                ds_config = tc.runs[0].config["dataset"]
-                dkey = json.dumps([col.dataset, ds_config], sort_keys=True, default=str)
-                if dkey not in data_missing:
-                    data_missing[dkey] = dataset_missing(regs, col.dataset, ds_config, data_dir)
-                tc.data_missing = data_missing[dkey]
-    return SuitePlan(suite, scale, seeds, cells, stand_ins, dict(cli))

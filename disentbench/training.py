@@ -8,42 +8,23 @@ batching from an in-memory uint8 copy of the data on the device, mixed precision
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from disentbench.config import TrainOptions  # what methods import it from
 from disentbench.contracts import Split
+from disentbench.store import guard, quarantine
+from disentbench.weights import CheckpointError, torch_load_safely
 
-
-
-@dataclass
-class TrainOptions:
-    """Harness-level options (``--set train.FIELD=VALUE``); they apply to every method alike."""
-
-    device: str = "cpu"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    data_on_device: bool = True  # keep the training images on the device as uint8
-    checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
-    num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
-    max_steps: int = 0  # stop each stage after this many steps (smoke tests); 0 = no limit
-    # the training budget in images seen, all stages together, split across the stages in proportion
-    # to their nominal sizes (epochs x images per epoch) and rounded to whole batches; it replaces the
-    # stages' epochs (fewer or more), so that methods compared on one scale see as many images; 0 = off
-    max_images: int = 0
-
-    # options that change how fast, not what is computed: left out of a run's config hash
-    NON_SEMANTIC = ("device", "data_on_device", "checkpoint_every", "num_threads", "compile")
 
 
 class TrainingDiverged(RuntimeError):
@@ -262,8 +243,6 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    from disentbench.store import guard
-
     guard(path)  # raises LockLost if another worker took this run over while we were paused
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
@@ -350,7 +329,6 @@ class Trainer:
         not a checkpoint of this loop (rank 0 moves it aside with a warning naming it)."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return None
-        from disentbench.weights import CheckpointError, torch_load_safely  # one clean line naming the file
 
         try:  # device, memory and permission errors are raised as they are: they are not the file's fault
             state = torch_load_safely(self.checkpoint, what="training checkpoint",
@@ -361,8 +339,6 @@ class Trainer:
         if problem is None:
             return state
         if self.rank == 0:
-            from disentbench.store import quarantine
-
             quarantine(self.checkpoint, f"{problem}; training starts from the beginning")
         return None
 
@@ -550,11 +526,3 @@ def last_epoch_means(log: list[dict[str, Any]], epoch_steps: dict[str, int]) -> 
         keys = dict.fromkeys(k for row in rows for k in row if k not in ("stage", "epoch", "step"))
         out[name] = {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
     return {k: v for k, v in out.items() if v}
-
-
-def options_dict(options: TrainOptions, *, semantic_only: bool = False) -> dict[str, Any]:
-    d = dataclasses.asdict(options)
-    if semantic_only:
-        for key in TrainOptions.NON_SEMANTIC:
-            d.pop(key, None)
-    return d

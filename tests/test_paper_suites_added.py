@@ -10,7 +10,8 @@ import pytest
 from disentbench import paper_tables as pt
 from disentbench.config import ConfigError
 from disentbench.plugins import load_registries
-from disentbench.suites import load_suite, plan_suite, validate
+from disentbench.runner import plan_suite
+from disentbench.suites import load_suite, validate
 
 import testplugins
 

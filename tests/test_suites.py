@@ -14,7 +14,8 @@ from disentbench import paper_tables as pt
 from disentbench.config import ConfigError
 from disentbench.plugins import load_registries
 from disentbench.registry import UnknownNameError
-from disentbench.suites import load_suite, parse_published, plan_suite, scale_settings, validate
+from disentbench.runner import plan_suite
+from disentbench.suites import load_suite, parse_published, scale_settings, validate
 
 REGS = load_registries()
 PAPER_SUITES = [s.name for s in REGS.suites if s.load().is_paper_table]
