@@ -137,6 +137,9 @@ def budget_plot(records: Iterable[dict[str, Any]], dataset: str, path: Path) -> 
         if label in chance:
             ax.axhline(chance[label], color="grey", linestyle="--", linewidth=0.8, label="chance")
         ax.set_xscale("log")
+        budgets = sorted({x for series in points.values() for x, _ in series.get(label, [])})
+        ax.set_xticks(budgets, [f"{x / 1000:.0f}k" for x in budgets])
+        ax.minorticks_off()
         ax.set_title(label, fontsize=8)
         ax.set_xlabel("images seen", fontsize=7)
         ax.tick_params(labelsize=6)
