@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import pandas as pd
 from tabulate import tabulate
 
+from disentbench import claims as claimsmod
 from disentbench.specs import ARROWS
 
 INTRO = (
@@ -173,8 +174,6 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
     trade-off plot and ``"DATASET:budget"`` to its budget curve. ``claims`` (a suite's
     :class:`~disentbench.claims.Claim` list) are checked against ``records`` and shown first;
     ``links`` are (title, relative link) of other pages, listed under the intro."""
-    from disentbench import claims as claimsmod
-
     grids, curves, plots = grids or {}, curves or {}, plots or {}
     lines = [f"# {title}", "", INTRO, ""]
     if links:

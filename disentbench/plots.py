@@ -36,6 +36,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (deterministic bytes: no version metadata) and close it."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata=PNG_METADATA)
+    plt.close(fig)
+    return path
+
+
 def _value(record: dict[str, Any], metric: str, key: str) -> float | None:
     entry = (record.get("metrics") or {}).get(metric) or {}
     if entry.get("status") != "ok":
@@ -80,11 +89,7 @@ def tradeoff_plot(records: Iterable[dict[str, Any]], dataset: str, path: Path) -
     ax.set_xlabel("transfer error (MSE, lower is better)")
     ax.set_ylabel("class ← content accuracy (lower is better)")
     ax.set_title(f"{dataset}: transfer error vs leakage", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata=PNG_METADATA)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def budget_points(records: Iterable[dict[str, Any]], dataset: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
@@ -147,11 +152,7 @@ def budget_plot(records: Iterable[dict[str, Any]], dataset: str, path: Path) -> 
     for ax in list(axes.flat)[len(labels):]:
         ax.axis("off")
     fig.suptitle(f"{dataset}: scores against the training budget", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata=PNG_METADATA)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
@@ -195,8 +196,4 @@ def curves_plot(log: list[dict[str, Any]], title: str, path: Path, *, max_points
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata=PNG_METADATA)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
