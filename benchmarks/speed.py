@@ -9,8 +9,8 @@ method's resolution, timed after warm-up steps; FLOPs per image (torch.utils.flo
 achieved FLOP/s and its fraction of the device's measured fp32 matmul peak (MFU); peak memory; and
 each option set as a ratio to the same method with all options off, measured in this one run.
 With ``--eval`` also the evaluation throughput of each metric on synth3d. Prints a table and
-writes JSON. ``--scale quick`` applies the quick suite's settings; ``paper`` the methods' defaults
-at 64 px.
+writes JSON. ``--scale NAME`` applies the settings of the plain suite NAME (``quick``, ``cpu``) at its
+first dataset's resolution, as ``disentbench run --scale`` does; ``paper`` the methods' defaults at 64 px.
 """
 from __future__ import annotations
 
@@ -82,9 +82,10 @@ def measure_method(name: str, regs: Any, *, scale: str, device: Any, options: li
     from disentbench.weights import WeightStore
 
     spec = regs.methods.get(name)
-    settings = regs.suites.get("quick").load().settings if scale == "quick" else {}
-    settings = cfg.merge(settings, overrides or {})
-    resolution = int(settings.get("synth3d", {}).get("resolution", 64))
+    suite = None if scale == "paper" else regs.suites.get(scale).load()
+    settings = cfg.merge(suite.settings if suite else {}, overrides or {})
+    dataset = suite.datasets[0] if suite and suite.datasets else "synth3d"
+    resolution = int(settings.get(dataset, {}).get("resolution", 64))
     config = spec.configure(settings.get(name, {}))
     batch = max(int(getattr(config, "batch_size", 64)), 8)
     split = random_split(resolution, n_classes=max(8, batch // 4), per_class=24)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="all")
-    parser.add_argument("--scale", choices=["quick", "paper"], default="quick")
+    parser.add_argument("--scale", default="quick", help="paper, or a plain suite whose settings to apply (quick, cpu)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--options", default="fp32,bf16,channels_last,compile,all",
                         help=f"comma-separated option sets among {', '.join(OPTION_SETS)}; the first is the baseline")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from disentbench.config import ConfigError
+from disentbench.numbers import fmt
 
 CLAIM_KEYS = {"method", "dataset", "text", "value", "min", "max"}
 BOUND_KEYS = {"key", "times", "plus"}
@@ -47,7 +48,7 @@ class Bound:
         v = values.get(self.key)
         text = (f"{self.times:g} × " if self.times != 1 else "") + f"`{self.key}`"
         text += f" + {self.plus:g}" if self.plus > 0 else (f" − {-self.plus:g}" if self.plus < 0 else "")
-        return text + (f" = {self.of(values):.4g}" if v is not None else "")
+        return text + (f" = {fmt(self.of(values))}" if v is not None else "")
 
     def keys(self) -> list[str]:
         return [self.key] if self.key else []
@@ -176,7 +177,7 @@ def render(verdicts: list[Verdict]) -> list[str]:
         return []
     rows = []
     for v in verdicts:
-        measured = "" if v.measured is None else f"{v.measured:.4g}"
+        measured = "" if v.measured is None else fmt(v.measured)
         holds = "yes" if v.holds else ("**no**" if v.holds is False else f"cannot tell: {v.reason}")
         rows.append([v.claim.text, v.claim.method, v.claim.dataset, f"`{v.claim.value}`", measured, v.bound, holds])
     held = sum(1 for v in verdicts if v.holds)

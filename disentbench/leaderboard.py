@@ -12,6 +12,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from disentbench import claims as claimsmod
+from disentbench.numbers import fmt
 from disentbench.specs import ARROWS
 
 INTRO = (
@@ -46,19 +47,6 @@ def baseline_keys(key: str) -> dict[str, str]:
     disentangled reference code scored the same way)."""
     head = key.split("_")[0]
     return {f"chance_{head}": "chance", f"majority_{head}": "majority", f"floor_{key}": "floor"}
-
-
-def fmt(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    a = abs(x)
-    if float(x).is_integer() and a >= 10:
-        return str(int(x))
-    if a >= 100:
-        return f"{x:.1f}"
-    if a >= 10:
-        return f"{x:.2f}"
-    return f"{x:.3f}"
 
 
 def _rows(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

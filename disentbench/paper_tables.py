@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, budget_cells, label_split
+from disentbench.numbers import fmt
 from disentbench.specs import ARROWS
 from disentbench.store import atomic_write_bytes, write_section
 from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
@@ -67,15 +68,6 @@ class _Notes(Footnotes):
     def marks(self, texts: Iterable[str]) -> str:
         refs = sorted({self.ref(t) for t in texts if t})
         return "".join(f"[{k}]" for k in refs)
-
-
-def fmt(x: float) -> str:
-    """Three significant digits (0.0198, 0.137, 4.75, 71.3), one decimal from 100 on (335.4)."""
-    if x == 0:
-        return "0"
-    if abs(x) >= 100:
-        return f"{x:.1f}"
-    return f"{x:#.3g}".rstrip(".")
 
 
 def _by_run_id(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from disentbench.numbers import fmt
 from disentbench.store import RECORD, RECORD_SCHEMA, atomic_write_bytes, atomic_write_json, read_records
 
 #: What a published run keeps: its record and the files a reader needs to audit it.
@@ -223,7 +224,6 @@ def compare(a: Iterable[Path], b: Iterable[Path], tolerance: Tolerance | None = 
 def drift_table(drifts: list[Drift], *, all_rows: bool = False) -> str:
     from tabulate import tabulate
 
-    from disentbench.leaderboard import fmt
 
     def show(v: Any) -> str:
         return fmt(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)

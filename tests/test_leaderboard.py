@@ -36,9 +36,9 @@ Mean ± std over seeds (std shown when there is more than one seed). ↑: higher
 
 | method      | supervision      | seeds   | leakage.class_from_content ↓   | transfer_error.mse ↓   | train s   | img/s   | transfer grid            |
 |-------------|------------------|---------|--------------------------------|------------------------|-----------|---------|--------------------------|
-| autoencoder | unsupervised     | 1       | 0.900                          | 0.050                  | 10        | 100     |                          |
+| autoencoder | unsupervised     | 1       | 0.900                          | 0.0500                 | 10        | 100     |                          |
 | drnet       | class-supervised | 1       | failed [1]                     | failed [1]             |           |         |                          |
-| lord        | class-supervised | 2       | **0.150 ± 0.071**              | **0.015 ± 0.007**      | 10.50     | 100     | [grid](grids/lord-0.png) |
+| lord        | class-supervised | 2       | **0.150 ± 0.0707**             | **0.0150 ± 0.00707**   | 10.5      | 100     | [grid](grids/lord-0.png) |
 
 - leakage.class_from_content: chance 0.100
 - not measured: lpips_transfer: weights 'alexnet' missing: put the file at /w/alexnet.pth
@@ -122,3 +122,15 @@ def test_a_metric_some_rows_lack_stays_a_column_with_numbered_reasons():
     lord = next(line for line in out.splitlines() if line.startswith("| lord"))
     assert "lpips_transfer.lpips ↓" in out and "n/a [1]" in lord
     assert "1. lpips_transfer: weights 'alexnet' missing" in out and "not measured" not in out
+
+
+def test_run_tables_paper_pages_and_claims_write_numbers_with_one_formatter():
+    """One number format everywhere (issue 14): the run table, the paper page and the claims all use
+    disentbench.numbers.fmt, so the same value reads the same on every page."""
+    from disentbench import claims, leaderboard, numbers, paper_tables, results
+
+    assert leaderboard.fmt is numbers.fmt and paper_tables.fmt is numbers.fmt
+    assert claims.fmt is numbers.fmt and results.fmt is numbers.fmt
+    cases = {0.0: "0", 0.005312: "0.00531", 0.0198: "0.0198", 0.229: "0.229", 0.5: "0.500", 4.75: "4.75",
+             71.25: "71.2", 335.44: "335.4", 594624.0: "594624", 12: "12", float("nan"): "n/a", None: "n/a"}
+    assert {x: numbers.fmt(x) for x in cases} == cases
