@@ -195,5 +195,5 @@ def test_a_row_with_one_failed_seed_shows_no_mean_of_the_survivors():
                    _record("autoencoder", 0, 0.05, 0.9), _record("drnet", 0, 0.03, 0.5)])
     row = next(line for line in page.splitlines() if line.startswith("| lord"))
     assert [c.strip() for c in row.split("|")[1:-1]][2:5] == ["2", "failed [1]", "failed [1]"]
-    assert "**0.030**" in page and "**0.500**" in page  # the best of the rows that finished, not lord's 0.0123
+    assert "**0.0300**" in page and "**0.500**" in page  # the best of the rows that finished, not lord's 0.0123
     assert "0.012" not in page and "1. lord failed on 1 of 2 seed(s)" in page and "**" not in row
