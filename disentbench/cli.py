@@ -65,15 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     datasets = args.datasets or (suite.datasets if suite else "synth3d")
     metrics = args.metrics or (suite.metrics if suite else "all")
     seeds = cfg.parse_seeds(args.seeds) if args.seeds else (suite.seeds if suite else [0])
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     executor = _executor(regs, args, overrides)  # its options are checked before any work too
     cells = plan(regs, methods=methods, datasets=datasets, metrics=metrics, seeds=seeds, overrides=overrides,
-                 out=args.out, data_dir=args.data_dir, device=device, require_metrics=args.require_metrics,
+                 out=args.out, data_dir=args.data_dir, device=args.device, require_metrics=args.require_metrics,
                  progress=not args.quiet)
+    device = cells[0].run.device if cells else args.device
     label = f"suite {suite.name!r}" if suite else "sweep"
     print(f"disentbench: {label}: {len(cells)} run(s) "
           f"({len({c.method for c in cells})} methods × {len({c.dataset for c in cells})} datasets × "
@@ -252,11 +248,7 @@ def _paper_plan(args: argparse.Namespace, regs, suite):
     validate(suite, regs, scales=[scale])
     overrides = cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set))
     seeds = cfg.parse_seeds(args.seeds) if args.seeds else None
-    device = getattr(args, "device", "cpu")
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = getattr(args, "device", None)
     return plan_suite(suite, regs, scale=scale, overrides=overrides, seeds=seeds, out=getattr(args, "out", "runs"),
                       data_dir=args.data_dir, device=device, require_metrics=getattr(args, "require_metrics", False),
                       progress=not getattr(args, "quiet", False), stand_ins=args.stand_ins)
@@ -293,7 +285,7 @@ def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
         print(f"disentbench: {reason}: " + ("its columns run on their stand-in datasets, where the suite names one"
                                             if args.stand_ins else "its columns are n/a (--stand-ins runs them on "
                                             "the stand-in datasets the suite names)"), file=sys.stderr)
-    device = cells[0].runtime.get("device", "cpu") if cells else "cpu"
+    device = cells[0].run.device if cells else "cpu"
     print(f"disentbench: suite {suite.name!r} ({suite.citation.get('table')}) at scale {plan.scale!r}: {len(cells)} "
           f"run(s) on {device}, results in {args.out}/", flush=True)
     t0 = time.perf_counter()
@@ -663,7 +655,8 @@ def build_parser(regs=None) -> argparse.ArgumentParser:
     run.add_argument("--datasets", help="comma-separated dataset names")
     run.add_argument("--metrics", help="'all' or comma-separated metric names")
     run.add_argument("--seeds", help="comma-separated seeds or ranges, e.g. 0,1,2 or 0-4,7")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: --set train.device "
+                     "if given, else cuda where available, else cpu)")
     run.add_argument("--out", default="runs", help="run store directory (default ./runs)")
     run.add_argument("--data-dir", help="dataset root (default $DISENTBENCH_DATA or ~/.cache/disentbench/data)")
     run.add_argument("--set", action="append", metavar="NAME.FIELD=VALUE",

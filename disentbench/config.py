@@ -302,25 +302,35 @@ class PlanError(ConfigError):
     """The sweep cannot start: an unknown name or an invalid option."""
 
 
+SEMANTIC = "disentbench.semantic"  # dataclass field metadata: False = not part of a run's identity
+
+
+def runtime_option(default: Any) -> Any:
+    """A field that changes how fast a run goes, not what it computes: left out of
+    :meth:`RunConfig.semantic` (so out of the config hash and the record's ``config``)."""
+    return dataclasses.field(default=default, metadata={SEMANTIC: False})
+
+
+def is_semantic(f: dataclasses.Field) -> bool:
+    return f.metadata.get(SEMANTIC, True)
+
+
 @dataclass
 class TrainOptions:
     """Harness-level options (``--set train.FIELD=VALUE``); they apply to every method alike."""
 
-    device: str = "cpu"
+    device: str = runtime_option("cpu")
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
-    compile: bool = False
-    data_on_device: bool = True  # keep the training images on the device as uint8
-    checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of every epoch
-    num_threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    compile: bool = runtime_option(False)
+    data_on_device: bool = runtime_option(True)  # keep the training images on the device as uint8
+    checkpoint_every: int = runtime_option(0)  # steps between checkpoints; 0 = at the end of every epoch
+    num_threads: int = runtime_option(0)  # torch intra-op threads; 0 = leave torch's default
     max_steps: int = 0  # stop each stage after this many steps (smoke tests); 0 = no limit
     # the training budget in images seen, all stages together, split across the stages in proportion
     # to their nominal sizes (epochs x images per epoch) and rounded to whole batches; it replaces the
     # stages' epochs (fewer or more), so that methods compared on one scale see as many images; 0 = off
     max_images: int = 0
-
-    # options that change how fast, not what is computed: left out of a run's config hash
-    NON_SEMANTIC = ("device", "data_on_device", "checkpoint_every", "num_threads", "compile")
 
 
 @dataclass
@@ -338,20 +348,96 @@ class EvalOptions:
     check_max_mse: float = 1.0  # fail if reconstruction MSE is above this × the MSE of the training split's mean image
 
 
-def options_dict(options: TrainOptions, *, semantic_only: bool = False) -> dict[str, Any]:
-    """``options`` as a dict; ``semantic_only``: without the :attr:`TrainOptions.NON_SEMANTIC` fields."""
-    d = dataclasses.asdict(options)
-    if semantic_only:
-        for key in TrainOptions.NON_SEMANTIC:
-            d.pop(key, None)
-    return d
-
-
 def harness_options(overrides: Overrides) -> tuple[TrainOptions, EvalOptions]:
     """The ``train`` and ``eval`` options of ``overrides``, built and checked."""
     train = build(TrainOptions, overrides.get("train", {}), where="train")
     evaluation = build(EvalOptions, overrides.get("eval", {}), where="eval")
     return train, evaluation
+
+
+def run_device(requested: str | None, overrides: Overrides) -> str:
+    """The device of a plan's runs, decided once, at plan time. ``requested`` is ``--device``:
+    anything but ``"auto"`` wins (a ``--set train.device`` that disagrees is a :class:`PlanError`);
+    with ``"auto"`` (the command line's default) or ``None`` (``plan`` called without one),
+    ``--set train.device`` decides, else ``"auto"`` resp. :class:`TrainOptions`' default. ``"auto"``
+    becomes ``"cuda"`` where CUDA is available, else ``"cpu"``."""
+    given = overrides.get("train", {}).get("device")
+    if requested not in (None, "auto"):
+        if given is not None and given != "auto" and given != requested:
+            raise PlanError(f"--device {requested} and --set train.device={given} disagree; give one of them")
+        name = requested
+    else:
+        name = given if given is not None else (requested or TrainOptions.device)
+    if name == "auto":
+        import torch
+
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return str(name)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides one run, resolved at plan time and shipped as JSON to any worker.
+
+    :meth:`semantic` is the run's identity: the record's ``config`` and, hashed, its run id. The
+    :func:`runtime_option` fields of ``train`` (device, threads, checkpoints, ...) are not in it
+    (:meth:`runtime`). ``device`` is resolved (never ``"auto"``) and is ``train.device``.
+    ``import_error`` says why the method's module could not be imported (the run then fails)."""
+
+    method: dict[str, Any]  # "name" and the method's options
+    dataset: dict[str, Any]  # "name" and the dataset's options
+    metrics: dict[str, dict[str, Any]]  # metric name -> its options
+    train: TrainOptions
+    eval: EvalOptions
+    device: str
+    import_error: str = ""
+
+    def __post_init__(self) -> None:
+        if self.device == "auto" or self.train.device != self.device:
+            raise ValueError(f"RunConfig: device {self.device!r} must be resolved and equal train.device "
+                             f"({self.train.device!r})")
+
+    def semantic(self) -> dict[str, Any]:
+        """What identifies the run, exactly as records store it and :func:`config_hash` hashes it
+        (an import error stays in the method's table as ``_import_error``, as records have it)."""
+        method = dict(self.method)
+        if self.import_error:
+            method = {"name": method.pop("name"), "_import_error": self.import_error, **method}
+        return {
+            "method": method,
+            "dataset": dict(self.dataset),
+            "metrics": {name: dict(options) for name, options in self.metrics.items()},
+            "train": {f.name: getattr(self.train, f.name) for f in dataclasses.fields(self.train) if is_semantic(f)},
+            "eval": dataclasses.asdict(self.eval),
+        }
+
+    def runtime(self) -> dict[str, Any]:
+        """The ``train`` options that are not in :meth:`semantic` (how the run goes, not what it computes)."""
+        return {f.name: getattr(self.train, f.name) for f in dataclasses.fields(self.train) if not is_semantic(f)}
+
+    def config_hash(self) -> str:
+        return config_hash(self.semantic())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "dataset": self.dataset, "metrics": self.metrics,
+                "train": dataclasses.asdict(self.train), "eval": dataclasses.asdict(self.eval),
+                "device": self.device, "import_error": self.import_error}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "RunConfig":
+        return cls(method=dict(data["method"]), dataset=dict(data["dataset"]), metrics=dict(data["metrics"]),
+                   train=build(TrainOptions, data["train"], where="train"),
+                   eval=build(EvalOptions, data["eval"], where="eval"),
+                   device=data["device"], import_error=data.get("import_error", ""))
+
+    @classmethod
+    def from_semantic(cls, config: Mapping[str, Any], device: str = "cpu") -> "RunConfig":
+        """The run config of a record's ``config`` (:meth:`semantic`'s output), run on ``device``."""
+        method = dict(config["method"])
+        import_error = method.pop("_import_error", "")
+        return cls(method=method, dataset=dict(config["dataset"]), metrics=dict(config["metrics"]),
+                   train=build(TrainOptions, {**config["train"], "device": device}, where="train"),
+                   eval=build(EvalOptions, config["eval"], where="eval"), device=device, import_error=import_error)
 
 
 def check_scopes(regs: Any, overrides: Overrides) -> None:

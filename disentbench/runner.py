@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -42,27 +42,26 @@ class Cell:
     method: str
     dataset: str
     seed: int
-    config: dict[str, Any]  # method, dataset, metrics, train (semantic part), eval
+    run: cfg.RunConfig
     out: str
     data_dir: str | None = None
-    runtime: dict[str, Any] = field(default_factory=dict)  # device, threads, ...: not part of the hash
     require_metrics: bool = False
     progress: bool = True
 
     @property
     def config_hash(self) -> str:
-        return cfg.config_hash(self.config)
+        return self.run.config_hash()
 
     @property
     def run_id(self) -> str:
         return RunStore(Path(self.out)).run_id(self.dataset, self.method, self.seed, self.config_hash)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "run": self.run.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Cell":
-        return cls(**data)
+        return cls(**{**data, "run": cfg.RunConfig.from_json(data["run"])})
 
 
 def plan(
@@ -75,11 +74,12 @@ def plan(
     overrides: cfg.Overrides | None = None,
     out: str | Path = "runs",
     data_dir: str | Path | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     require_metrics: bool = False,
     progress: bool = True,
 ) -> list[Cell]:
-    """Resolve names and options into cells; raises :class:`PlanError` / :class:`UnknownNameError`."""
+    """Resolve names and options into cells; raises :class:`PlanError` / :class:`UnknownNameError`.
+    ``device`` is ``--device`` (see :func:`~disentbench.config.run_device`: resolved here, once)."""
     overrides = overrides or {}
     method_specs = regs.methods.resolve(methods)
     dataset_specs = regs.datasets.resolve(datasets)
@@ -89,30 +89,26 @@ def plan(
         raise PlanError("nothing to run: give at least one method, one dataset and one seed")
     cfg.check_scopes(regs, overrides)
     train, evaluation = cfg.harness_options(overrides)
-    train_semantic = cfg.options_dict(train, semantic_only=True)
-    runtime = {k: v for k, v in dataclasses.asdict(train).items() if k in type(train).NON_SEMANTIC}
-    runtime["device"] = device
+    device = cfg.run_device(device, overrides)
+    train = dataclasses.replace(train, device=device)
     metric_configs = {m.name: cfg.config_of(m, overrides.get(m.name, {})) for m in metric_specs}
     dataset_configs = {d.name: cfg.config_of(d, overrides.get(d.name, {})) for d in dataset_specs}
     cells = []
     for d in dataset_specs:
         for m in method_specs:
+            import_error = ""
             try:
                 method_config = cfg.config_of(m, overrides.get(m.name, {}))
             except cfg.ConfigError:
                 raise
             except Exception as exc:  # the method's module fails to import: record it as a failed run
-                method_config = {"_import_error": f"{type(exc).__name__}: {exc}", **overrides.get(m.name, {})}
+                method_config, import_error = dict(overrides.get(m.name, {})), f"{type(exc).__name__}: {exc}"
+            run = cfg.RunConfig(method={"name": m.name, **method_config},
+                                dataset={"name": d.name, **dataset_configs[d.name]}, metrics=metric_configs,
+                                train=train, eval=evaluation, device=device, import_error=import_error)
             for seed in seeds:
-                config = {
-                    "method": {"name": m.name, **method_config},
-                    "dataset": {"name": d.name, **dataset_configs[d.name]},
-                    "metrics": metric_configs,
-                    "train": train_semantic,
-                    "eval": dataclasses.asdict(evaluation),
-                }
-                cells.append(Cell(m.name, d.name, seed, config, str(out), None if data_dir is None else str(data_dir),
-                                  dict(runtime), require_metrics, progress))
+                cells.append(Cell(m.name, d.name, seed, run, str(out), None if data_dir is None else str(data_dir),
+                                  require_metrics, progress))
     return cells
 
 
@@ -264,7 +260,7 @@ def record_failure(cell: Cell, error_type: str, message: str) -> dict[str, Any]:
     written to the run directory, unless the run finished meanwhile or a live worker holds it."""
     record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
     record.update(schema_version=SCHEMA_VERSION, run_id=cell.run_id, status=RunStatus.FAILED, method=cell.method,
-                  dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.config,
+                  dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.run.semantic(),
                   metrics={}, timings={}, artifacts={}, started_at=now(), finished_at=now(),
                   error={"type": error_type, "message": message, "traceback": ""})
     rd = RunStore(Path(cell.out)).run_dir(cell.run_id)
@@ -291,8 +287,8 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
 
     from disentbench.training import dist_info
 
-    options = cfg.build(cfg.TrainOptions, {**cell.config["train"], **cell.runtime})
-    method_options = {k: v for k, v in cell.config["method"].items() if k != "name"}
+    options = cell.run.train
+    method_options = {k: v for k, v in cell.run.method.items() if k != "name"}
 
     def build() -> Any:
         torch.manual_seed(cell.seed)
@@ -369,7 +365,7 @@ def _adopt_training(cell: Cell, rd: RunDir) -> None:
     """Reuse the trained state of a sibling run that differs only in metrics or evaluation
     settings (same method, dataset, training settings and seed): evaluating another metric, or a
     paper suite sharing a run with another, then costs no training. The summary says whose."""
-    key = training_key(cell.config)
+    key = training_key(cell.run.semantic())
     for other in sorted(rd.path.parent.glob(f"seed{cell.seed}-*")):
         if other == rd.path or not all((other / name).is_file() for name in TRAINED_FILES[:2]):
             continue
@@ -407,8 +403,8 @@ def _follow(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
 
     from disentbench.training import resolve_device
 
-    device = resolve_device(cell.runtime.get("device", "cpu"))
-    data = load_data(regs, cell.dataset, cell.config["dataset"], cell.data_dir, False)
+    device = resolve_device(cell.run.device)
+    data = load_data(regs, cell.dataset, cell.run.dataset, cell.data_dir, False)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         _train_or_load(cell, regs, rd, data, device, leader=False)
     return cell_record(cell, RunStatus.FOLLOWER, _skipped=True)
@@ -424,21 +420,21 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
     record.update(
         schema_version=SCHEMA_VERSION, run_id=cell.run_id, status=RunStatus.FAILED, method=cell.method,
-        dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.config,
+        dataset=cell.dataset, seed=cell.seed, config_hash=cell.config_hash, config=cell.run.semantic(),
         metrics={}, timings={}, artifacts={}, started_at=started,
     )
-    rd.write("config.json", {"config": cell.config, "config_hash": cell.config_hash, "seed": cell.seed,
-                             "runtime": cell.runtime, "cell": cell.to_json()})
+    rd.write("config.json", {"config": record["config"], "config_hash": cell.config_hash, "seed": cell.seed,
+                             "runtime": cell.run.runtime(), "cell": cell.to_json()})
     try:
         spec = regs.methods.get(cell.method)
         record["supervision"] = spec.supervision
         record["versions"] = _versions(regs, cell)
-        device = resolve_device(cell.runtime.get("device", "cpu"))
+        device = resolve_device(cell.run.device)
         record["env"] = envmod.environment(device)
         rd.write("env.json", record["env"])
-        if "_import_error" in cell.config["method"]:
-            raise ImportError(f"method {cell.method!r} could not be imported: {cell.config['method']['_import_error']}")
-        data = load_data(regs, cell.dataset, cell.config["dataset"], cell.data_dir, cell.progress)
+        if cell.run.import_error:
+            raise ImportError(f"method {cell.method!r} could not be imported: {cell.run.import_error}")
+        data = load_data(regs, cell.dataset, cell.run.dataset, cell.data_dir, cell.progress)
         record["data"] = data.info
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             method, summary = _train_or_load(cell, regs, rd, data, device)
@@ -447,7 +443,7 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             record["timings"] = {**summary, "device_name": record["env"]["device_name"]}
             record["artifacts"] = {"state": "state.pt", "train_log": "train_log.jsonl"}
             t_eval = time.perf_counter()
-            eval_options = cfg.build(cfg.EvalOptions, cell.config["eval"], where="eval")
+            eval_options = cell.run.eval
             grid = transfer_grid(method, data.test, size=eval_options.grid_size, seed=cell.seed, device=device)
             png = io.BytesIO()
             grid.save(png, format="PNG")
@@ -463,7 +459,7 @@ def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
             ctx = EvalContext(method, data, device=device, seed=cell.seed, options=eval_options,
                               cache_dir=cache_root() / "evaluators", weights=WeightStore(regs.weights),
                               progress=cell.progress)
-            for name, metric_config in cell.config["metrics"].items():
+            for name, metric_config in cell.run.metrics.items():
                 record["metrics"][name] = evaluate_metric(regs.metrics.get(name), metric_config, ctx, regs)
             rd.write("metrics.json", record["metrics"])
             eval_seconds = time.perf_counter() - t_eval
@@ -499,7 +495,7 @@ def _versions(regs: Registries, cell: Cell) -> dict[str, Any]:
         plugins[f"{attr[:-1]}:{name}"] = {"plugin": info.name if info else None,
                                           "distribution": info.distribution if info else None,
                                           "version": info.version if info else None}
-    for name in cell.config["metrics"]:
+    for name in cell.run.metrics:
         info = regs.plugin_of("metrics", name)
         plugins[f"metric:{name}"] = {"plugin": info.name if info else None,
                                      "distribution": info.distribution if info else None,
@@ -544,7 +540,7 @@ def dataset_missing(regs: Any, name: str, dataset_config: dict[str, Any], data_d
 
 def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: cfg.Overrides | None = None,
                seeds: list[int] | None = None, out: str | Path = "runs", data_dir: str | Path | None = None,
-               device: str = "cpu", require_metrics: bool = False, progress: bool = True,
+               device: str | None = None, require_metrics: bool = False, progress: bool = True,
                stand_ins: bool = False, check_data: bool = True) -> SuitePlan:
     """Every (row, column) of a paper suite as runner cells. Columns of one dataset with the same
     settings share a run (one run per row × dataset × seed measures all their metrics); reference
@@ -595,7 +591,7 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
                 refs = groups[json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)]
                 setattr(tc, target, runs_for(row, ds, col, refs))
             if check_data and tc.runs:
-                ds_config = tc.runs[0].config["dataset"]
+                ds_config = tc.runs[0].run.dataset
                 dkey = json.dumps([col.dataset, ds_config], sort_keys=True, default=str)
                 if dkey not in data_missing:
                     data_missing[dkey] = dataset_missing(regs, col.dataset, ds_config, data_dir)

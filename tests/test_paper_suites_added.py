@@ -32,9 +32,9 @@ def test_added_suites_validate_and_plan_at_every_scale(name):
     for scale in ("paper", "quick"):
         plan = plan_suite(suite, REGS, scale=scale, check_data=False, progress=False)
         for cell in plan.to_run():
-            assert "method_info" not in cell.config["metrics"]  # not a metric the runner computes
+            assert "method_info" not in cell.run.metrics  # not a metric the runner computes
             if scale == "quick":
-                assert cell.config["train"]["max_images"] > 0
+                assert cell.run.train.max_images > 0
 
 
 def test_published_numbers_of_lord_tables_4_and_5():
@@ -63,7 +63,7 @@ def test_published_numbers_of_csfusion_tables_3_and_4_and_their_ablation_options
     assert t4 == {"no-instance": {"celeba": 0.165}, "csfusion": {"celeba": 0.161}}
     # the quick suite turns L_ID off; the full row must turn it back on at every scale
     plan = plan_suite(suite4, REGS, scale="quick", check_data=False, progress=False)
-    weights = {tc.row: tc.runs[0].config["method"]["weight_instance"] for tc in plan.cells.values()}
+    weights = {tc.row: tc.runs[0].run.method["weight_instance"] for tc in plan.cells.values()}
     assert weights == {"no-instance": 0.0, "csfusion": 1.0}
 
 
@@ -151,7 +151,7 @@ def test_method_info_and_unavailable_columns_end_to_end(tmp_path):
     assert suite.datasets == ["synth3d"] and suite.metrics == []
     plan = plan_suite(suite, regs, scale="quick", out=tmp_path / "runs", check_data=False, progress=False)
     [cell] = plan.to_run()
-    assert cell.config["metrics"] == {}
+    assert cell.run.metrics == {}
     record = execute(cell, regs)
     assert record["status"] == "finished", record.get("error")
     logged = record["method_info"]["last_epoch"]["ae"]["loss"]

@@ -82,4 +82,4 @@ def test_a_lazy_target_is_checked_when_imported_and_its_runs_fail_saying_why():
 
     regs = load_registries([Lazy()])
     cells = plan(regs, methods="lazy-bad", datasets="synth3d", metrics=[], progress=False)
-    assert "does not implement the Method protocol" in cells[0].config["method"]["_import_error"]
+    assert "does not implement the Method protocol" in cells[0].run.import_error

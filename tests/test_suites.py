@@ -184,7 +184,7 @@ def test_every_shipped_paper_suite_validates_at_every_scale_and_plans(name):
         for col in suite.columns:
             tc = plan.cells[(row.key, col.key)]
             assert bool(tc.skipped) or tc.runs, (row.key, col.key)
-            assert all(c.config["train"]["max_images"] > 0 for c in tc.runs)  # quick is bounded (a budget)
+            assert all(c.run.train.max_images > 0 for c in tc.runs)  # quick is bounded (a budget)
 
 
 def test_the_issue_lists_these_suites():
@@ -211,8 +211,8 @@ def test_plan_shares_runs_between_columns_and_layers_settings(tmp_path):
     assert [c.seed for c in ae] == [0, 1]
     assert [c.run_id for c in ae] == [c.run_id for c in plan.cells[("ae", "lpips")].runs]  # one run, two columns
     assert [c.run_id for c in ae] == [c.run_id for c in plan.cells[("ae", "cars")].stand_in_runs]
-    assert sorted(ae[0].config["metrics"]) == ["leakage", "lpips_random", "lpips_transfer", "transfer_error"]
-    drnet = plan.cells[("drnet", "mse")].runs[0].config
+    assert sorted(ae[0].run.metrics) == ["leakage", "lpips_random", "lpips_transfer", "transfer_error"]
+    drnet = plan.cells[("drnet", "mse")].runs[0].run.semantic()
     assert drnet["method"]["lr"] == 0.5 and drnet["method"]["batch_size"] == 6  # row settings, then --set
     assert drnet["train"]["max_steps"] == 2  # the scale's
     assert pt.overrides_note(plan) == ("settings differ: set on the command line: drnet.batch_size=6; "

@@ -48,7 +48,7 @@ def _run_cell(k: int, cell_json: dict[str, Any], announce: bool) -> dict[str, An
 
 
 def _gpu_count(cells: list[Cell]) -> int:
-    if not any(str(c.runtime.get("device", "cpu")).startswith("cuda") for c in cells):
+    if not any(c.run.device.startswith("cuda") for c in cells):
         return 0
     import torch
 

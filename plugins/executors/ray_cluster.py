@@ -44,7 +44,7 @@ class RayExecutor:
             for k, cell in enumerate(cells):
                 gpus = c.gpus_per_task
                 if gpus < 0:
-                    gpus = 1.0 if str(cell.runtime.get("device", "cpu")).startswith("cuda") else 0.0
+                    gpus = 1.0 if cell.run.device.startswith("cuda") else 0.0
                 task = ray.remote(num_cpus=c.cpus_per_task, num_gpus=gpus, max_retries=0)(execute_json)
                 pending[task.remote(cell.to_json(), threads)] = k
             records: list[dict[str, Any] | None] = [None] * len(cells)

@@ -279,10 +279,10 @@ class SlurmExecutor:
         c = self.config
         prepared = []
         for cell in cells:
-            runtime = dict(cell.runtime)
-            if not runtime.get("checkpoint_every"):
-                runtime["checkpoint_every"] = c.checkpoint_every
-            prepared.append(dataclasses.replace(cell, runtime=runtime, progress=False))
+            run = cell.run
+            if not run.train.checkpoint_every:
+                run = dataclasses.replace(run, train=dataclasses.replace(run.train, checkpoint_every=c.checkpoint_every))
+            prepared.append(dataclasses.replace(cell, run=run, progress=False))
         executor, cpus = self._executor(cells[0].out)
         try:
             jobs = executor.map_array(CellTask(), [cell.to_json() for cell in prepared], [cpus] * len(prepared))
