@@ -132,6 +132,13 @@ def test_committed_pages_are_rebuilt_from_committed_results_byte_for_byte(tmp_pa
         committed = REPO / "leaderboard" / path.name
         assert committed.is_file(), f"{path.name} is rendered from results/ but not committed"
         assert path.read_text() == committed.read_text(), f"leaderboard/{path.name} differs from its rebuild"
+    # the images too: every grid, curve and plot a page links is committed, and none is left over
+    # from a record that has since left results/
+    def images(root):
+        return {p.relative_to(root).as_posix() for sub in ("grids", "curves", "plots") for p in (root / sub).glob("*.png")}
+    rebuilt, committed_images = images(tmp_path), images(REPO / "leaderboard")
+    assert not rebuilt - committed_images, f"linked but not committed: {sorted(rebuilt - committed_images)}"
+    assert not committed_images - rebuilt, f"committed but no page links them: {sorted(committed_images - rebuilt)}"
 
 
 def test_tradeoff_and_curves_plots(tmp_path):
