@@ -2,17 +2,28 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+from disentbench import __version__
+from disentbench import config as cfg
+from disentbench import results
+from disentbench.config import ConfigError
+from disentbench.paths import cache_root, data_root
+from disentbench.plugins import load_registries
+from disentbench.registry import RegistryError
+from disentbench.results import ResultsError
+from disentbench.store import read_records
+from disentbench.suites import Suite, validate
 
 DEFAULT_SUITE = "quick"
 
 
 def _registries():
-    from disentbench.plugins import load_registries
-
     regs = load_registries()
     for info in regs.failures:
         print(f"warning: plugin {info.name!r} ({info.distribution or 'local'}) failed to load: {info.error}",
@@ -24,15 +35,37 @@ def _registries():
 
 # -- run -------------------------------------------------------------------------------------
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from disentbench import config as cfg
-    from disentbench import leaderboard
-    from disentbench.runner import plan
-    from disentbench.store import read_records
+@dataclass
+class Sweep:
+    """One ``disentbench run``, planned: a plain sweep (a plain suite's, or --methods/--datasets/--seeds)
+    and a paper suite's alike. :func:`plan_run` builds it from the arguments and :func:`execute_sweep`
+    runs it; the two kinds differ only in these values."""
 
+    cells: list[Any]  # runner Cells, in the order they run
+    executor: Any
+    header: str  # the line printed before the runs
+    suite: Suite | None  # the suite it runs (None: --methods/--datasets without --suite)
+    write_page: Callable[[Path], Path]  # writes the user's page(s) into a directory; returns the page
+    page_name: str  # what that page is: "disentbench: your <page_name>: <path>"
+    page: dict[str, Any]  # how --publish renders the sweep's collection (results/pages.json)
+    rows: dict[str, list[str]] = field(default_factory=dict)  # run id -> the paper-table rows it measures
+
+    def label(self, cell: Any) -> str:
+        """What the progress report adds to a cell's method: the table rows it measures, if any."""
+        rows = self.rows.get(cell.run_id)
+        return f" (row {', '.join(rows)})" if rows else ""
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     _check_run_arguments(args)
     _refuse_out_in_data_root(args)
     regs = _registries()
+    return execute_sweep(args, regs, plan_run(args, regs))
+
+
+def plan_run(args: argparse.Namespace, regs) -> Sweep:
+    """The sweep the arguments ask for, every name and option checked before any work: a paper
+    suite's (--suite of a paper table), else a plain sweep."""
     suite = None
     if args.scale not in (None, "paper") and not args.suite:
         # a plain sweep at --scale NAME runs at the settings of the plain suite NAME (``--scale cpu``)
@@ -44,7 +77,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.suite or not (args.methods or args.datasets):
         suite = regs.suites.get(args.suite or DEFAULT_SUITE).load()
     if suite is not None and suite.is_paper_table:
-        return _run_paper_suite(args, regs, suite)
+        return _paper_sweep(args, regs, suite)
+    return _plain_sweep(args, regs, suite)
+
+
+def _plain_sweep(args: argparse.Namespace, regs, suite: Suite | None) -> Sweep:
+    """methods × datasets × seeds: the plain suite's, with --methods/--datasets/--metrics/--seeds
+    instead where given, at the suite's settings and then --config/--set."""
+    from disentbench.runner import plan, unavailable_methods
+
     if args.scale not in (None, "paper") or args.stand_ins:
         raise cfg.ConfigError("--scale with a plain suite: give the suite (--suite) or the scale (--scale), not both; "
                               "--stand-ins applies to paper suites (`disentbench list suites`)")
@@ -55,8 +96,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     methods = args.methods or (suite.methods if suite else "all")
     if methods == "all":  # "all" = all that can run here: leave out methods whose weights are missing
-        from disentbench.runner import unavailable_methods
-
         skipped = unavailable_methods(regs)
         methods = [m for m in regs.methods.names() if m not in skipped]
         for name, reason in skipped.items():
@@ -71,16 +110,68 @@ def cmd_run(args: argparse.Namespace) -> int:
                  progress=not args.quiet)
     device = cells[0].run.device if cells else args.device
     label = f"suite {suite.name!r}" if suite else "sweep"
-    print(f"disentbench: {label}: {len(cells)} run(s) "
-          f"({len({c.method for c in cells})} methods × {len({c.dataset for c in cells})} datasets × "
-          f"{len(seeds)} seeds) on {device}, results in {args.out}/", flush=True)
+    header = (f"disentbench: {label}: {len(cells)} run(s) "
+              f"({len({c.method for c in cells})} methods × {len({c.dataset for c in cells})} datasets × "
+              f"{len(seeds)} seeds) on {device}, results in {args.out}/")
+    return Sweep(cells, executor, header, suite,
+                 functools.partial(_write_leaderboard, Path(args.out), suite.claims if suite else None),
+                 "leaderboard", _plain_page(args, suite))
+
+
+def _paper_sweep(args: argparse.Namespace, regs, suite: Suite) -> Sweep:
+    """Every row × column of a paper suite it can run here at --scale (--methods/--datasets: some)."""
+    if args.metrics:
+        raise cfg.ConfigError(f"suite {suite.name!r} is a paper table: its metrics are its columns; drop --metrics")
+    plan = _paper_plan(args, regs, suite)
+    executor = _executor(regs, args, cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set)))
+    cells = plan.to_run(methods=args.methods.split(",") if args.methods else None,
+                        datasets=args.datasets.split(",") if args.datasets else None)
+    missing = sorted({tc.data_missing.split(". ")[0] for tc in plan.cells.values() if tc.data_missing})
+    for reason in missing:
+        print(f"disentbench: {reason}: " + ("its columns run on their stand-in datasets, where the suite names one"
+                                            if args.stand_ins else "its columns are n/a (--stand-ins runs them on "
+                                            "the stand-in datasets the suite names)"), file=sys.stderr)
+    device = cells[0].run.device if cells else "cpu"
+    header = (f"disentbench: suite {suite.name!r} ({suite.citation.get('table')}) at scale {plan.scale!r}: "
+              f"{len(cells)} run(s) on {device}, results in {args.out}/")
+    rows: dict[str, list[str]] = {}
+    for tc in plan.cells.values():
+        for c in tc.runs + tc.stand_in_runs:
+            rows.setdefault(c.run_id, [])
+            if tc.row not in rows[c.run_id]:
+                rows[c.run_id].append(tc.row)
+    page = {"suite": suite.name, "scale": plan.scale, "set": args.set, "config": args.config, "seeds": args.seeds,
+            "data_dir": args.data_dir, "stand_ins": args.stand_ins, "collections": [_collection(args, suite)]}
+    return Sweep(cells, executor, header, suite,
+                 functools.partial(_write_paper_pages, regs, suite, plan, [Path(args.out)]), "paper table", page, rows)
+
+
+def execute_sweep(args: argparse.Namespace, regs, sweep: Sweep) -> int:
+    """Run a planned sweep, plain or paper: the header, a line per run, the summary and the failed
+    runs; then the user's page (unless --no-leaderboard) and --publish. Exit code 1 if a run failed.
+    Under torchrun every rank runs the cells in order (one run trained on several devices) and
+    rank 0 alone reports, writes and publishes."""
+    from disentbench.training import init_distributed_from_env
+
+    print(sweep.header, flush=True)
     t0 = time.perf_counter()
+    rank, world = init_distributed_from_env()
+    if world > 1:
+        if args.executor != "local" or (getattr(args, "jobs", None) or 1) > 1:
+            raise cfg.ConfigError("under torchrun every rank runs the cells in order: use the local executor "
+                                  "without --jobs")
+        if rank != 0:
+            from disentbench.runner import execute
+
+            for cell in sweep.cells:
+                execute(cell, regs)
+            return 0
 
     def report(k: int, n: int, cell: Any, record: dict[str, Any]) -> None:
         status = record.get("status")
         if record.get("_skipped"):
             status = "skipped (already finished)" if status == "finished" else status
-        head = f"[{k}/{n}] {cell.method} on {cell.dataset} seed {cell.seed}: {status}"
+        head = f"[{k}/{n}] {cell.method}{sweep.label(cell)} on {cell.dataset} seed {cell.seed}: {status}"
         if record.get("status") == "finished" and not record.get("_skipped"):
             t = record.get("timings", {})
             head += f" in {t.get('total_seconds', 0):.0f} s"
@@ -89,31 +180,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             head += f" — {err.get('type')}: {str(err.get('message', '')).splitlines()[0] if err.get('message') else ''}"
         print(head, flush=True)
 
-    from disentbench.training import init_distributed_from_env
-
-    rank, world = init_distributed_from_env()  # under torchrun: one run trained on several devices
-    if world > 1:
-        if args.executor != "local" or (getattr(args, "jobs", None) or 1) > 1:
-            raise cfg.ConfigError("under torchrun every rank runs the cells in order: use the local executor "
-                                  "without --jobs")
-        if rank != 0:
-            for cell in cells:
-                from disentbench.runner import execute
-
-                execute(cell, regs)
-            return 0
-    records = executor.run(cells, report=report)
+    records = sweep.executor.run(sweep.cells, report=report) if sweep.cells else []
     failed = [r for r in records if r.get("status") == "failed"]
     print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, "
           f"{len(failed)} failed, in {time.perf_counter() - t0:.0f} s", flush=True)
     _print_failed(failed)
     if not args.no_leaderboard:
-        path = leaderboard.write(read_records([Path(args.out)]), _user_leaderboard(args),
-                                 claims=suite.claims if suite else None)
-        print(f"disentbench: your leaderboard: {path}")
+        print(f"disentbench: your {sweep.page_name}: {sweep.write_page(_user_leaderboard(args))}")
     if args.publish:
-        _publish(args, regs, records, _plain_page(args, suite), suite)
+        _publish(args, regs, records, sweep.page, sweep.suite)
     return 1 if failed else 0
+
+
+def _write_leaderboard(runs: Path, claims: Any, out_dir: Path) -> Path:
+    """A plain sweep's page: the run tables of the runs in ``runs``, with the suite's claims."""
+    from disentbench import leaderboard
+
+    return leaderboard.write(read_records([runs]), out_dir, claims=claims)
 
 
 def _plain_page(args: argparse.Namespace, suite: Any) -> dict[str, Any]:
@@ -132,9 +215,6 @@ def _plain_page(args: argparse.Namespace, suite: Any) -> dict[str, Any]:
 def _refuse_out_in_data_root(args: argparse.Namespace) -> None:
     """The run store must not live in the data root: installing a dataset writes `<root>/<name>/`,
     the very place of `<out>/<dataset>/` run directories when the two coincide."""
-    from disentbench import config as cfg
-    from disentbench.paths import data_root
-
     out, root = Path(args.out).expanduser().resolve(), data_root(args.data_dir).resolve()
     if out == root or out.is_relative_to(root):
         raise cfg.ConfigError(f"--out {args.out} is inside the data root {root} (--data-dir, $DISENTBENCH_DATA): "
@@ -156,8 +236,6 @@ def _collection(args: argparse.Namespace, suite: Any) -> str:
 def _publish(args: argparse.Namespace, regs, records: list[dict[str, Any]], page: dict[str, Any], suite: Any) -> None:
     """--publish: add this sweep's finished runs to results/<collection>, record how the page is
     rendered, and re-render every published page into leaderboard/."""
-    from disentbench import results
-
     root = Path(args.results)
     collection = _collection(args, suite)
     # failed runs are results too: a run that diverged or learned nothing is shown as failed
@@ -176,8 +254,6 @@ def _publish(args: argparse.Namespace, regs, records: list[dict[str, Any]], page
 def render_published(regs, root: Path, out_dir: Path) -> list[Path]:
     """Every page listed in ``<root>/pages.json``, rendered from the records under ``root``."""
     from disentbench import leaderboard
-    from disentbench import results
-    from disentbench.store import read_records
 
     written = []
     pages = results.read_pages(root)
@@ -204,8 +280,6 @@ def render_published(regs, root: Path, out_dir: Path) -> list[Path]:
 def _check_run_arguments(args: argparse.Namespace) -> None:
     """The command line's own values, checked before any work (``--set``/``--config`` values are checked
     where the configs are built): one line each, exit code 2."""
-    from disentbench import config as cfg
-
     if args.seeds is not None:
         cfg.parse_seeds(args.seeds)
     writable_directory(args.out, "--out")
@@ -218,8 +292,6 @@ def writable_directory(path: str | Path, option: str) -> None:
     tried by creating and removing a file in it or in its nearest existing parent."""
     import os
     import tempfile
-
-    from disentbench import config as cfg
 
     path = Path(path)
     probe = path
@@ -240,9 +312,7 @@ def writable_directory(path: str | Path, option: str) -> None:
 
 def _paper_plan(args: argparse.Namespace, regs, suite):
     """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share)."""
-    from disentbench import config as cfg
     from disentbench.runner import plan_suite
-    from disentbench.suites import validate
 
     scale = args.scale or "paper"
     validate(suite, regs, scales=[scale])
@@ -256,7 +326,6 @@ def _paper_plan(args: argparse.Namespace, regs, suite):
 
 def _write_paper_pages(regs, suite, plan, runs: list[Path], out_dir: Path) -> Path:
     from disentbench import paper_tables
-    from disentbench.store import read_records
 
     records = read_records([r for r in runs if r.exists()])
     path = paper_tables.write(suite, plan, records, paper_tables.MetricInfo.from_registries(regs), out_dir)
@@ -270,64 +339,11 @@ def _write_paper_pages(regs, suite, plan, runs: list[Path], out_dir: Path) -> Pa
     return path
 
 
-def _run_paper_suite(args: argparse.Namespace, regs, suite) -> int:
-    """Run a paper suite at --scale (every row × column it can run here) and render its table."""
-    from disentbench import config as cfg
-
-    if args.metrics:
-        raise cfg.ConfigError(f"suite {suite.name!r} is a paper table: its metrics are its columns; drop --metrics")
-    plan = _paper_plan(args, regs, suite)
-    executor = _executor(regs, args, cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set)))
-    cells = plan.to_run(methods=args.methods.split(",") if args.methods else None,
-                        datasets=args.datasets.split(",") if args.datasets else None)
-    missing = sorted({tc.data_missing.split(". ")[0] for tc in plan.cells.values() if tc.data_missing})
-    for reason in missing:
-        print(f"disentbench: {reason}: " + ("its columns run on their stand-in datasets, where the suite names one"
-                                            if args.stand_ins else "its columns are n/a (--stand-ins runs them on "
-                                            "the stand-in datasets the suite names)"), file=sys.stderr)
-    device = cells[0].run.device if cells else "cpu"
-    print(f"disentbench: suite {suite.name!r} ({suite.citation.get('table')}) at scale {plan.scale!r}: {len(cells)} "
-          f"run(s) on {device}, results in {args.out}/", flush=True)
-    t0 = time.perf_counter()
-    rows: dict[str, list[str]] = {}  # run id -> the table rows it measures
-    for tc in plan.cells.values():
-        for c in tc.runs + tc.stand_in_runs:
-            rows.setdefault(c.run_id, [])
-            if tc.row not in rows[c.run_id]:
-                rows[c.run_id].append(tc.row)
-
-    def report(k: int, n: int, cell: Any, record: dict[str, Any]) -> None:
-        status = record.get("status")
-        if record.get("_skipped"):
-            status = "skipped (already finished)" if status == "finished" else status
-        if record.get("status") == "failed":
-            err = record.get("error") or {}
-            status += f" — {err.get('type')}: {str(err.get('message', '')).strip()[:200]}"
-        print(f"[{k}/{n}] {cell.method} (row {', '.join(rows.get(cell.run_id, []))}) on {cell.dataset} seed "
-              f"{cell.seed}: {status}", flush=True)
-
-    records = executor.run(cells, report=report) if cells else []
-    failed = [r for r in records if r.get("status") == "failed"]
-    print(f"disentbench: {len(records) - len(failed)} of {len(records)} run(s) finished or skipped, {len(failed)} "
-          f"failed, in {time.perf_counter() - t0:.0f} s", flush=True)
-    _print_failed(failed)
-    if not args.no_leaderboard:
-        path = _write_paper_pages(regs, suite, plan, [Path(args.out)], _user_leaderboard(args))
-        print(f"disentbench: your paper table: {path}")
-    if args.publish:
-        _publish(args, regs, records, {"suite": suite.name, "scale": plan.scale, "set": args.set, "config": args.config,
-                                       "seeds": args.seeds, "data_dir": args.data_dir, "stand_ins": args.stand_ins,
-                                       "collections": [_collection(args, suite)]}, suite)
-    return 1 if failed else 0
-
-
 def _executor(regs, args: argparse.Namespace, overrides: dict[str, dict[str, Any]]):
     """The executor named by --executor, configured by its [NAME] options and the command-line
     options executors add (``--jobs``, ``--ray-address``: :class:`~disentbench.specs.CommandLineOption`)."""
     import dataclasses
     import importlib.util
-
-    from disentbench import config as cfg
 
     spec = regs.executors.get(args.executor)
     for req in spec.requires:
@@ -453,7 +469,6 @@ def _print_failed(failed: list[dict[str, Any]]) -> None:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from disentbench import leaderboard
-    from disentbench.store import read_records
 
     out = Path(args.out) if args.out else (Path("leaderboard") if args.publish else Path(args.runs[0]) / "leaderboard")
     writable_directory(out, "--out")
@@ -478,8 +493,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 # -- results ---------------------------------------------------------------------------------
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from disentbench import results
-
     missing = [d for d in args.dirs if not Path(d).is_dir()]
     if missing:
         print(f"disentbench: error: no such run store: {', '.join(missing)}", file=sys.stderr)
@@ -491,8 +504,6 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from disentbench import results
-
     per_metric = {}
     for item in args.tol or []:
         name, sep, value = item.partition("=")
@@ -524,8 +535,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # -- data ------------------------------------------------------------------------------------
 
 def _dataset(regs, name: str, sets: list[str] | None):
-    from disentbench import config as cfg
-
     options = cfg.parse_sets(sets).get(name, {})
     return regs.datasets.get(name).build(options)
 
@@ -550,7 +559,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     from disentbench.contracts import Unavailable
     from disentbench.download import ChecksumError, UnsafeArchiveError
-    from disentbench.paths import cache_root, data_root
 
     regs = _registries()
     root = data_root(args.data_dir)
@@ -643,8 +651,6 @@ def build_parser(regs=None) -> argparse.ArgumentParser:
         description="Benchmark class/content disentanglement methods. `disentbench run` with no "
                     "arguments runs the quick suite on the built-in synthetic dataset.",
     )
-    from disentbench import __version__
-    from disentbench.plugins import load_registries
 
     parser.add_argument("--version", action="version", version=f"disentbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -753,10 +759,6 @@ def _paper_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from disentbench.config import ConfigError
-    from disentbench.registry import RegistryError
-    from disentbench.results import ResultsError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
