@@ -253,7 +253,7 @@ def not_comparable(plan: SuitePlan, m: Measured) -> str:
     why = []
     if plan.scale != PAPER_SCALE:
         why.append(f"measured at the {plan.scale} scale, not with the paper's settings")
-    if plan.overrides:
+    if changed_settings(plan):
         why.append("settings changed on the command line")
     if m.fallback:
         why.append(f"measured with the stand-in evaluator {m.fallback.split('.')[0]}, not the paper's")
@@ -317,10 +317,32 @@ def scale_note(suite: Suite, plan: SuitePlan) -> str:
     return f"{text}; {seeds}. Not the paper's settings, so not comparable in absolute value: {NO_DELTA}"
 
 
+def changed_settings(plan: SuitePlan) -> list[str]:
+    """The command line's ``--set`` values that change what a planned run computes (``scope.key=value``).
+
+    Options of how runs go (an executor's ``local.jobs``, ``train.num_threads``, the device...) are
+    not in any run's semantic config and change no number, so they are left out; with nothing
+    planned to check against, every value counts."""
+    views = [cell.run.semantic() for tc in plan.cells.values() for cell in (*tc.runs, *tc.stand_in_runs)]
+
+    def changes_a_run(scope: str, key: str) -> bool:
+        if not views:
+            return True
+        for view in views:
+            tables = [view["method"] if view["method"].get("name") == scope else None,
+                      view["dataset"] if view["dataset"].get("name") == scope else None,
+                      view["metrics"].get(scope), view.get(scope) if scope in ("train", "eval") else None]
+            if any(table is not None and key in table for table in tables):
+                return True
+        return False
+
+    return [f"{scope}.{key}={value}" for scope, table in sorted(plan.overrides.items())
+            for key, value in sorted(table.items()) if changes_a_run(scope, key)]
+
+
 def overrides_note(plan: SuitePlan) -> str:
     """The footnote of every measured cell when settings were changed on the command line."""
-    changed = [f"{scope}.{key}={value}" for scope, table in sorted(plan.overrides.items())
-               for key, value in sorted(table.items())]
+    changed = changed_settings(plan)
     return f"settings differ: set on the command line: {', '.join(changed)}; {NO_DELTA}" if changed else ""
 
 

@@ -218,6 +218,14 @@ def test_plan_shares_runs_between_columns_and_layers_settings(tmp_path):
     assert pt.overrides_note(plan) == ("settings differ: set on the command line: drnet.batch_size=6; "
                                        "no Δ against the published numbers (Kendall τ still compares the ranking)")
     assert plan.cells[("other", "mse")].skipped == "not run in disentbench: not in disentbench"
+    # options of how runs go change no number: not a "settings differ" note, and Δ stays
+    run_options = {"local": {"jobs": 1}, "train": {"num_threads": 2}}
+    plan_opts = plan_suite(suite, REGS, scale="quick", overrides=run_options, check_data=False)
+    assert pt.changed_settings(plan_opts) == [] and pt.overrides_note(plan_opts) == ""
+    both = plan_suite(suite, REGS, scale="quick", overrides={**run_options, "drnet": {"batch_size": 6}}, check_data=False)
+    assert pt.changed_settings(both) == ["drnet.batch_size=6"]
+    assert pt.changed_settings(plan_suite(suite, REGS, scale="quick", overrides={"train": {"max_steps": 3}},
+                                          check_data=False)) == ["train.max_steps=3"]
     # the chance row reads LORD's runs: no run of its own
     assert [c.run_id for c in plan.cells[("chance", "cars")].runs] == [c.run_id for c in plan.cells[("lord", "cars")].runs]
     assert len(plan.to_run()) == 3 * 2 * 2  # 3 methods x (synth3d, cars3d) x 2 seeds
