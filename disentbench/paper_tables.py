@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, budget_cells, label_split
+from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, budget_cells, label_split, write_section
 from disentbench.numbers import fmt
 from disentbench.specs import ARROWS
-from disentbench.store import atomic_write_bytes, write_section
+from disentbench.store import atomic_write_bytes
 from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
 
 MARKER = "<!-- disentbench paper table: {name} scale={scale} -->"
