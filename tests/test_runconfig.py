@@ -13,7 +13,7 @@ import torch
 from disentbench import MethodSpec, hookimpl
 from disentbench import config as cfg
 from disentbench.plugins import load_registries
-from disentbench.runner import Cell, execute, plan
+from disentbench.runner import PlannedRun, execute, plan
 
 import testplugins
 
@@ -121,9 +121,16 @@ def test_cells_round_trip_through_json(regs, tiny):
                  overrides={**tiny, "train": {"num_threads": 1, "max_steps": 3}}, progress=False)
     for cell in cells:
         shipped = json.loads(json.dumps(cell.to_json()))
-        back = Cell.from_json(shipped)
+        back = PlannedRun.from_json(shipped)
         assert back == cell and back.run_id == cell.run_id and back.run.runtime() == cell.run.runtime()
         assert isinstance(back.run.train, cfg.TrainOptions) and isinstance(back.run.eval, cfg.EvalOptions)
+
+
+def test_cell_is_the_former_name_of_planned_run():
+    """Executor plugins that import ``runner.Cell`` (the name before PlannedRun) keep working."""
+    from disentbench import runner
+
+    assert runner.Cell is runner.PlannedRun
 
 
 def test_an_import_error_is_a_field_and_fails_the_run(tmp_path):
@@ -143,7 +150,7 @@ def test_an_import_error_is_a_field_and_fails_the_run(tmp_path):
     # records keep the marker in their config, as before, so that their hashes do not change
     assert cell.run.semantic()["method"] == {"name": "lazy-missing", "_import_error": cell.run.import_error, "epochs": 3}
     assert cfg.RunConfig.from_semantic(cell.run.semantic()) == cell.run
-    assert Cell.from_json(json.loads(json.dumps(cell.to_json()))).run.import_error == cell.run.import_error
+    assert PlannedRun.from_json(json.loads(json.dumps(cell.to_json()))).run.import_error == cell.run.import_error
     record = execute(cell, regs)
     assert record["status"] == "failed" and record["error"]["type"] == "ImportError"
     assert "could not be imported: ModuleNotFoundError" in record["error"]["message"]
