@@ -8,6 +8,7 @@ cluster node.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import io
@@ -102,16 +103,17 @@ def plan(
     cells = []
     for d in dataset_specs:
         for m in method_specs:
-            import_error = ""
+            method_config, import_error = None, ""
             try:
-                method_config = cfg.config_of(m, overrides.get(m.name, {}))
+                method_config, method_options = cfg.configure(m, overrides.get(m.name, {}))
             except cfg.ConfigError:
                 raise
             except Exception as exc:  # the method's module fails to import: record it as a failed run
-                method_config, import_error = dict(overrides.get(m.name, {})), f"{type(exc).__name__}: {exc}"
-            run = cfg.RunConfig(method={"name": m.name, **method_config},
+                method_options, import_error = dict(overrides.get(m.name, {})), f"{type(exc).__name__}: {exc}"
+            run = cfg.RunConfig(method={"name": m.name, **method_options},
                                 dataset={"name": d.name, **dataset_configs[d.name]}, metrics=metric_configs,
-                                train=train, eval=evaluation, device=device, import_error=import_error)
+                                train=train, eval=evaluation, device=device, import_error=import_error,
+                                method_config=method_config)
             for seed in seeds:
                 cells.append(PlannedRun(m.name, d.name, seed, run, str(out),
                                         None if data_dir is None else str(data_dir), require_metrics, progress))
@@ -295,11 +297,15 @@ def _train_or_load(cell: PlannedRun, regs: Registries, rd: RunDir, data: DataBun
 
     options = cell.run.train
     method_options = {k: v for k, v in cell.run.method.items() if k != "name"}
+    spec = regs.methods.get(cell.method)
+    planned = cell.run.method_config  # built by plan() in this process; None when the run came as JSON
 
     def build() -> Any:
         torch.manual_seed(cell.seed)
         info = DataInfo.from_split(data.train, weights=WeightStore(regs.weights))
-        return regs.methods.get(cell.method).build(method_options, info).to(device)
+        # a copy: the seeds of a plan share one RunConfig, and a method may keep (and change) its config
+        config = spec.configure(method_options) if planned is None else copy.deepcopy(planned)
+        return spec.instantiate(config, info).to(device)
 
     method = build()
     state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"

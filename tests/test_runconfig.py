@@ -126,6 +126,26 @@ def test_cells_round_trip_through_json(regs, tiny):
         assert isinstance(back.run.train, cfg.TrainOptions) and isinstance(back.run.eval, cfg.EvalOptions)
 
 
+def test_a_run_in_the_planning_process_builds_the_method_config_once(regs, tmp_path, tiny, monkeypatch):
+    """plan() builds the method's Config (checking the options); execute() in the same process gives
+    each run a copy of it instead of building it again. The copy is not shipped as JSON."""
+    from disentbench_plugins.methods.lord import LORD, LORDConfig
+
+    built, given = [], []
+    check, init = LORDConfig.__post_init__, LORD.__init__
+    monkeypatch.setattr(LORDConfig, "__post_init__", lambda self: built.append(self) or check(self))
+    monkeypatch.setattr(LORD, "__init__", lambda self, config, info: given.append(config) or init(self, config, info))
+    cells = plan(regs, methods="lord", datasets="synth3d", metrics=[], seeds=[0, 1], out=tmp_path / "runs",
+                 overrides={**tiny, "train": {"max_steps": 2}}, progress=False)
+    assert len(built) == 1 and cells[0].run.method_config is built[0]
+    for cell in cells:
+        assert execute(cell, regs)["status"] == "finished"
+    assert len(built) == 1 and len(given) == 2 and given[0] == given[1] == built[0]
+    assert given[0] is not given[1] and all(config is not built[0] for config in given)  # a copy per run
+    shipped = PlannedRun.from_json(json.loads(json.dumps(cells[0].to_json())))
+    assert shipped == cells[0] and shipped.run.method_config is None
+
+
 def test_cell_is_the_former_name_of_planned_run():
     """Executor plugins that import ``runner.Cell`` (the name before PlannedRun) keep working."""
     from disentbench import runner
