@@ -41,7 +41,7 @@ class Sweep:
     and a paper suite's alike. :func:`plan_run` builds it from the arguments and :func:`execute_sweep`
     runs it; the two kinds differ only in these values."""
 
-    cells: list[Any]  # runner Cells, in the order they run
+    cells: list[Any]  # runner.PlannedRun per cell of the sweep, in the order they run
     executor: Any
     header: str  # the line printed before the runs
     suite: Suite | None  # the suite it runs (None: --methods/--datasets without --suite)

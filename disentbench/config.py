@@ -382,7 +382,10 @@ class RunConfig:
     :meth:`semantic` is the run's identity: the record's ``config`` and, hashed, its run id. The
     :func:`runtime_option` fields of ``train`` (device, threads, checkpoints, ...) are not in it
     (:meth:`runtime`). ``device`` is resolved (never ``"auto"``) and is ``train.device``.
-    ``import_error`` says why the method's module could not be imported (the run then fails)."""
+    ``import_error`` says why the method's module could not be imported (the run then fails).
+    ``method_config`` is the method's ``Config`` object that ``method`` was made from at plan time, so
+    that a run in the planning process does not build it again; it is neither compared nor shipped
+    (a worker that receives the JSON builds it from ``method``)."""
 
     method: dict[str, Any]  # "name" and the method's options
     dataset: dict[str, Any]  # "name" and the dataset's options
@@ -391,6 +394,7 @@ class RunConfig:
     eval: EvalOptions
     device: str
     import_error: str = ""
+    method_config: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.device == "auto" or self.train.device != self.device:
@@ -461,12 +465,18 @@ def check_scopes(regs: Any, overrides: Overrides) -> None:
             raise PlanError(f"option scope {scope!r} is ambiguous: it names a {' and a '.join(kinds)}")
 
 
-def config_of(spec: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON-able config of a registered plugin (``spec.configure``) under ``overrides``; a plugin
-    without a ``Config`` takes no options (:class:`PlanError` if some are given)."""
+def configure(spec: Any, overrides: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A registered plugin's ``Config`` object under ``overrides`` (``spec.configure``) and its
+    JSON-able dict; a plugin without a ``Config`` takes no options (``(None, {})``, and
+    :class:`PlanError` if some are given)."""
     config = spec.configure(overrides)
     if config is None:
         if overrides:
             raise PlanError(f"{spec.kind} {spec.name!r} takes no options, but got {sorted(overrides)}")
-        return {}
-    return to_dict(config)
+        return None, {}
+    return config, to_dict(config)
+
+
+def config_of(spec: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-able config of a registered plugin under ``overrides`` (see :func:`configure`)."""
+    return configure(spec, overrides)[1]

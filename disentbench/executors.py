@@ -1,22 +1,23 @@
 """Executors: where the cells of a sweep run. Plugins register them (``register_executors``);
 the built-ins are ``local`` (this machine, ``--jobs N`` processes), ``ray`` and ``slurm``.
 
-An executor receives fully resolved, JSON-able cells and returns their records. The run store is
-the only shared state: every cell writes its own directory atomically under a lock, so a rerun
-skips finished cells whichever executor ran them.
+An executor receives a sweep's cells as :class:`~disentbench.runner.PlannedRun` (fully resolved,
+JSON-able; ``runner.Cell`` is the same class under its former name) and returns their records.
+The run store is the only shared state: every cell writes its own directory atomically under a
+lock, so a rerun skips finished cells whichever executor ran them.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Callable, Protocol
 
-from disentbench.runner import Cell, execute
+from disentbench.runner import PlannedRun, execute
 
-Report = Callable[[int, int, Cell, dict[str, Any]], None]
+Report = Callable[[int, int, PlannedRun, dict[str, Any]], None]
 
 
 class Executor(Protocol):
-    def run(self, cells: list[Cell], report: Report | None = None) -> list[dict[str, Any]]:
+    def run(self, cells: list[PlannedRun], report: Report | None = None) -> list[dict[str, Any]]:
         """Run every cell (or submit them and return, for queueing systems) and return records."""
 
 
@@ -26,7 +27,7 @@ def execute_json(cell_json: dict[str, Any], threads: int = 0, announce: bool = F
     ``announce``: print a line when the cell starts (workers that run without progress bars)."""
     if threads:
         limit_threads(threads)
-    cell = Cell.from_json(cell_json)
+    cell = PlannedRun.from_json(cell_json)
     if announce:
         print(f"started: {cell.method} on {cell.dataset} seed {cell.seed} (worker {os.getpid()})", flush=True)
     return execute(cell)

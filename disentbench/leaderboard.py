@@ -1,6 +1,7 @@
 """Leaderboards: a pure function from run records to markdown (pandas for the grouping,
 tabulate for GitHub tables). One table per dataset, one row per method (and configuration),
-mean ± std over seeds, ↑/↓ per metric, the best value in bold, n/a with the reason in the notes."""
+mean ± std over seeds, ↑/↓ per metric, the best value in bold, n/a with the reason in the notes.
+:func:`write_section` writes one generated part of a page that several writers share."""
 from __future__ import annotations
 
 import math
@@ -14,6 +15,7 @@ from tabulate import tabulate
 from disentbench import claims as claimsmod
 from disentbench.numbers import fmt
 from disentbench.specs import ARROWS
+from disentbench.store import atomic_write_bytes
 
 INTRO = (
     "Mean ± std over seeds (std shown when there is more than one seed). ↑: higher is better, "
@@ -311,6 +313,36 @@ def render(records: list[dict[str, Any]], *, grids: dict[tuple[str, str, str], s
     return "\n".join(lines)
 
 
+SECTIONS = ("runs", "paper-tables")  # the order of the generated parts of a leaderboard README.md
+
+
+def write_section(path: Path, key: str, text: str) -> Path:
+    """Replace generated part ``key`` of the markdown page ``path``, keeping the others.
+
+    ``leaderboard/README.md`` holds two generated parts: the per-dataset run tables (``disentbench
+    run`` / ``leaderboard``) and the index of paper tables (``--suite``). Each writer owns the part
+    between its ``<!-- disentbench:KEY -->`` markers; text outside every marker is kept above them."""
+    path = Path(path)
+    try:
+        old = path.read_text()
+    except OSError:
+        old = ""
+    parts: dict[str, str] = {}
+    preamble = old
+    for name in SECTIONS:
+        start, end = f"<!-- disentbench:{name} -->", f"<!-- /disentbench:{name} -->"
+        if start in preamble and end in preamble.split(start, 1)[1]:
+            before, rest = preamble.split(start, 1)
+            body, after = rest.split(end, 1)
+            parts[name] = body.strip("\n")
+            preamble = before + after
+    parts[key] = text.strip("\n")
+    blocks = [preamble.strip("\n")] if preamble.strip() else []
+    blocks += [f"<!-- disentbench:{n} -->\n{parts[n]}\n<!-- /disentbench:{n} -->" for n in SECTIONS if n in parts]
+    atomic_write_bytes(path, ("\n\n".join(blocks) + "\n").encode())
+    return path
+
+
 def write(records: list[dict[str, Any]], out_dir: Path, *, name: str = "README.md",
           title: str = "disentbench leaderboard", claims: list[Any] | None = None,
           links: list[tuple[str, str]] | None = None) -> Path:
@@ -318,7 +350,6 @@ def write(records: list[dict[str, Any]], out_dir: Path, *, name: str = "README.m
     curves into ``out_dir/curves`` and each dataset's trade-off into ``out_dir/plots``, and write
     the markdown."""
     from disentbench import plots as plotting
-    from disentbench.store import atomic_write_bytes, write_section
 
     out_dir = Path(out_dir)
     (out_dir / "grids").mkdir(parents=True, exist_ok=True)

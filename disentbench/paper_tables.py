@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, budget_cells, label_split
+from disentbench.leaderboard import LABEL_SPLIT_NOTE, Footnotes, baseline_keys, budget_cells, label_split, write_section
 from disentbench.numbers import fmt
 from disentbench.specs import ARROWS
-from disentbench.store import atomic_write_bytes, write_section
-from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCell
+from disentbench.store import atomic_write_bytes
+from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Published, Row, Suite, SuitePlan, TableCellPlan
 
 MARKER = "<!-- disentbench paper table: {name} scale={scale} -->"
 NO_DELTA = "no Δ against the published numbers (Kendall τ still compares the ranking)"
@@ -115,7 +115,7 @@ def references(record: dict[str, Any], ref: str, info: MetricInfo) -> str:
                      if values.get(k) is not None)
 
 
-def _chosen_runs(tc: TableCell, records: dict[str, dict[str, Any]]) -> tuple[list[Any] | None, bool]:
+def _chosen_runs(tc: TableCellPlan, records: dict[str, dict[str, Any]]) -> tuple[list[Any] | None, bool]:
     """The runs whose records measure a cell: on the column's dataset if any has a record, else
     on its stand-in; and whether they are the stand-in's."""
     for runs, is_stand_in in ((tc.runs, False), (tc.stand_in_runs, True)):
@@ -124,11 +124,11 @@ def _chosen_runs(tc: TableCell, records: dict[str, dict[str, Any]]) -> tuple[lis
     return None, False
 
 
-def primary_missing(row: Row, tc: TableCell, ref: str, records: dict[str, dict[str, Any]]) -> str:
+def primary_missing(row: Row, tc: TableCellPlan, ref: str, records: dict[str, dict[str, Any]]) -> str:
     """Why ``ref`` has no value in some finished record of the cell ("" if it has one in all)."""
     chosen, _ = _chosen_runs(tc, records)
-    for cell in chosen or []:
-        record = records.get(cell.run_id)
+    for run in chosen or []:
+        record = records.get(run.run_id)
         if record is not None and record.get("status") == "finished":
             value, _, reason = _value(record, ref)
             if value is None:
@@ -136,7 +136,7 @@ def primary_missing(row: Row, tc: TableCell, ref: str, records: dict[str, dict[s
     return ""
 
 
-def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, Any]],
+def measure(row: Row, col: Column, tc: TableCellPlan, records: dict[str, dict[str, Any]],
             info: MetricInfo, suite_name: str, scale: str, *, column_fallback: str = "") -> Measured:
     """The measurement of one table cell from the records of its runs (the column's own dataset
     first, else its stand-in), with the fallback metric where the primary is unavailable.
@@ -170,8 +170,8 @@ def measure(row: Row, col: Column, tc: TableCell, records: dict[str, dict[str, A
     refs: list[str] = []
     reasons: list[str] = []
     fallback = ""
-    for cell in chosen:
-        record = records.get(cell.run_id)
+    for run in chosen:
+        record = records.get(run.run_id)
         if record is None:
             continue
         if record.get("status") != "finished":
@@ -268,11 +268,11 @@ def images_seen(row: Row, suite: Suite, plan: SuitePlan, records: dict[str, dict
     seen: dict[str, float] = {}
     for col in suite.columns:
         chosen, _ = _chosen_runs(plan.cells[(row.key, col.key)], records)
-        for cell in chosen or []:
-            record = records.get(cell.run_id) or {}
+        for run in chosen or []:
+            record = records.get(run.run_id) or {}
             value = (record.get("timings") or {}).get("images_seen") if record.get("status") == "finished" else None
             if value is not None:
-                seen[cell.run_id] = float(value)
+                seen[run.run_id] = float(value)
     return sum(seen.values()) / len(seen) if seen else None
 
 
@@ -323,7 +323,7 @@ def changed_settings(plan: SuitePlan) -> list[str]:
     Options of how runs go (an executor's ``local.jobs``, ``train.num_threads``, the device...) are
     not in any run's semantic config and change no number, so they are left out; with nothing
     planned to check against, every value counts."""
-    views = [cell.run.semantic() for tc in plan.cells.values() for cell in (*tc.runs, *tc.stand_in_runs)]
+    views = [planned.run.semantic() for tc in plan.cells.values() for planned in (*tc.runs, *tc.stand_in_runs)]
 
     def changes_a_run(scope: str, key: str) -> bool:
         if not views:

@@ -1,12 +1,14 @@
 """Planning and running sweeps: methods × datasets × seeds, each cell one run directory.
 
 :func:`plan` resolves every name and option before any work starts (so a typo fails in a second,
-not after an hour of training); :func:`plan_suite` does it for a paper suite, one :func:`plan` per
-(row, dataset, column settings). :func:`execute` runs one :class:`Cell` in the current process; it
-is what every executor calls, locally or on a cluster node.
+not after an hour of training) into a :class:`PlannedRun` per cell; :func:`plan_suite` does it for a
+paper suite, one :func:`plan` per (row, dataset, column settings). :func:`execute` runs one
+:class:`PlannedRun` in the current process; it is what every executor calls, locally or on a
+cluster node.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import io
@@ -32,11 +34,11 @@ from disentbench.registry import Registries, UnknownNameError
 from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, LockLost, NewerSchema, RunDir, RunLock, RunStatus,
                                RunStore, atomic_write_bytes, cell_record, failure_record, guard, now, quarantine,
                                run_error, warn)
-from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Row, Suite, SuitePlan, TableCell, scale_settings
+from disentbench.suites import METHOD_INFO, PAPER_SCALE, Column, Row, Suite, SuitePlan, TableCellPlan, scale_settings
 from disentbench.weights import WeightStore
 
 @dataclass
-class Cell:
+class PlannedRun:
     """One run, fully resolved and JSON-able, so that any executor can ship it to any process."""
 
     method: str
@@ -60,8 +62,13 @@ class Cell:
         return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, "run": self.run.to_json()}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Cell":
+    def from_json(cls, data: dict[str, Any]) -> "PlannedRun":
         return cls(**{**data, "run": cfg.RunConfig.from_json(data["run"])})
+
+
+#: The former name of :class:`PlannedRun`, kept for executor plugins that import it (an executor's
+#: ``run(cells, report)`` receives a list of them).
+Cell = PlannedRun
 
 
 def plan(
@@ -77,7 +84,7 @@ def plan(
     device: str | None = None,
     require_metrics: bool = False,
     progress: bool = True,
-) -> list[Cell]:
+) -> list[PlannedRun]:
     """Resolve names and options into cells; raises :class:`PlanError` / :class:`UnknownNameError`.
     ``device`` is ``--device`` (see :func:`~disentbench.config.run_device`: resolved here, once)."""
     overrides = overrides or {}
@@ -96,19 +103,20 @@ def plan(
     cells = []
     for d in dataset_specs:
         for m in method_specs:
-            import_error = ""
+            method_config, import_error = None, ""
             try:
-                method_config = cfg.config_of(m, overrides.get(m.name, {}))
+                method_config, method_options = cfg.configure(m, overrides.get(m.name, {}))
             except cfg.ConfigError:
                 raise
             except Exception as exc:  # the method's module fails to import: record it as a failed run
-                method_config, import_error = dict(overrides.get(m.name, {})), f"{type(exc).__name__}: {exc}"
-            run = cfg.RunConfig(method={"name": m.name, **method_config},
+                method_options, import_error = dict(overrides.get(m.name, {})), f"{type(exc).__name__}: {exc}"
+            run = cfg.RunConfig(method={"name": m.name, **method_options},
                                 dataset={"name": d.name, **dataset_configs[d.name]}, metrics=metric_configs,
-                                train=train, eval=evaluation, device=device, import_error=import_error)
+                                train=train, eval=evaluation, device=device, import_error=import_error,
+                                method_config=method_config)
             for seed in seeds:
-                cells.append(Cell(m.name, d.name, seed, run, str(out), None if data_dir is None else str(data_dir),
-                                  require_metrics, progress))
+                cells.append(PlannedRun(m.name, d.name, seed, run, str(out),
+                                        None if data_dir is None else str(data_dir), require_metrics, progress))
     return cells
 
 
@@ -210,7 +218,7 @@ def evaluate_metric(spec: Any, metric_config: dict[str, Any], ctx: Any, regs: Re
     return entry
 
 
-def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
+def execute(cell: PlannedRun, regs: Registries | None = None) -> dict[str, Any]:
     """Run one cell unless it already finished; always returns its record (never raises for a
     failure of the method, dataset or metrics: those are recorded)."""
     from disentbench.training import dist_info
@@ -255,7 +263,7 @@ def execute(cell: Cell, regs: Registries | None = None) -> dict[str, Any]:
         lock.release()  # only if it is still ours
 
 
-def record_failure(cell: Cell, error_type: str, message: str) -> dict[str, Any]:
+def record_failure(cell: PlannedRun, error_type: str, message: str) -> dict[str, Any]:
     """A failed record for a cell that could not record its own failure (its worker process died):
     written to the run directory, unless the run finished meanwhile or a live worker holds it."""
     record: dict[str, Any] = {key: None for key in RECORD_SCHEMA}
@@ -278,7 +286,7 @@ def record_failure(cell: Cell, error_type: str, message: str) -> dict[str, Any]:
     return record
 
 
-def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, device: Any,
+def _train_or_load(cell: PlannedRun, regs: Registries, rd: RunDir, data: DataBundle, device: Any,
                    *, leader: bool = True) -> tuple[Any, dict[str, Any]]:
     """Build the method under the cell's seed and train it (resuming from the run's checkpoint),
     or load its saved state when an earlier attempt trained it. Only the leader (rank 0 of a
@@ -289,11 +297,15 @@ def _train_or_load(cell: Cell, regs: Registries, rd: RunDir, data: DataBundle, d
 
     options = cell.run.train
     method_options = {k: v for k, v in cell.run.method.items() if k != "name"}
+    spec = regs.methods.get(cell.method)
+    planned = cell.run.method_config  # built by plan() in this process; None when the run came as JSON
 
     def build() -> Any:
         torch.manual_seed(cell.seed)
         info = DataInfo.from_split(data.train, weights=WeightStore(regs.weights))
-        return regs.methods.get(cell.method).build(method_options, info).to(device)
+        # a copy: the seeds of a plan share one RunConfig, and a method may keep (and change) its config
+        config = spec.configure(method_options) if planned is None else copy.deepcopy(planned)
+        return spec.instantiate(config, info).to(device)
 
     method = build()
     state_path, summary_path = rd.path / "state.pt", rd.path / "train_summary.json"
@@ -361,7 +373,7 @@ def training_key(config: dict[str, Any]) -> str:
     return cfg.config_hash({k: config.get(k) for k in ("method", "dataset", "train")})
 
 
-def _adopt_training(cell: Cell, rd: RunDir) -> None:
+def _adopt_training(cell: PlannedRun, rd: RunDir) -> None:
     """Reuse the trained state of a sibling run that differs only in metrics or evaluation
     settings (same method, dataset, training settings and seed): evaluating another metric, or a
     paper suite sharing a run with another, then costs no training. The summary says whose."""
@@ -396,7 +408,7 @@ def _adopt_training(cell: Cell, rd: RunDir) -> None:
         return
 
 
-def _follow(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
+def _follow(cell: PlannedRun, regs: Registries, rd: RunDir) -> dict[str, Any]:
     """A rank > 0 of a distributed run: train in step with rank 0 (which owns the run directory,
     evaluates and writes the record) and return."""
     import torch
@@ -410,7 +422,7 @@ def _follow(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
     return cell_record(cell, RunStatus.FOLLOWER, _skipped=True)
 
 
-def _execute_locked(cell: Cell, regs: Registries, rd: RunDir) -> dict[str, Any]:
+def _execute_locked(cell: PlannedRun, regs: Registries, rd: RunDir) -> dict[str, Any]:
     import torch
 
     from disentbench.evaluation import EvalContext, GeneratorCollapsed, generator_check, transfer_grid
@@ -488,7 +500,7 @@ def _write_log(path: Path, log: list[dict[str, Any]]) -> None:
     atomic_write_bytes(path, "".join(json.dumps(row) + "\n" for row in log).encode())
 
 
-def _versions(regs: Registries, cell: Cell) -> dict[str, Any]:
+def _versions(regs: Registries, cell: PlannedRun) -> dict[str, Any]:
     plugins = {}
     for attr, name in (("methods", cell.method), ("datasets", cell.dataset)):
         info = regs.plugin_of(attr, name)
@@ -505,8 +517,8 @@ def _versions(regs: Registries, cell: Cell) -> dict[str, Any]:
 
 # -- sweeps ----------------------------------------------------------------------------------
 
-def run_sweep(cells: list[Cell], regs: Registries | None = None,
-              report: Callable[[int, int, Cell, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def run_sweep(cells: list[PlannedRun], regs: Registries | None = None,
+              report: Callable[[int, int, PlannedRun, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Run cells one after another in this process (the ``local`` executor's default path)."""
     regs = regs or load_registries()
     records = []
@@ -542,7 +554,7 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
                seeds: list[int] | None = None, out: str | Path = "runs", data_dir: str | Path | None = None,
                device: str | None = None, require_metrics: bool = False, progress: bool = True,
                stand_ins: bool = False, check_data: bool = True) -> SuitePlan:
-    """Every (row, column) of a paper suite as runner cells. Columns of one dataset with the same
+    """Every (row, column) of a paper suite as planned runs. Columns of one dataset with the same
     settings share a run (one run per row × dataset × seed measures all their metrics); reference
     rows and methods whose weights are missing are not run, and say why."""
     if not suite.is_paper_table:
@@ -551,7 +563,7 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
     seeds = list(seeds or scale_seeds)
     cli = overrides or {}
     missing_weights = unavailable_methods(regs, sorted({r.method for r in suite.rows if r.method}))
-    cells: dict[tuple[str, str], TableCell] = {}
+    cells: dict[tuple[str, str], TableCellPlan] = {}
     data_missing: dict[str, str] = {}
     memo: dict[str, list[Any]] = {}
 
@@ -574,7 +586,7 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
                 groups.setdefault(gkey, []).extend(filter(None, (row.metric_for(col), col.fallback)))
     for row in suite.rows:
         for col in suite.columns:
-            tc = TableCell(row.key, col.key)
+            tc = TableCellPlan(row.key, col.key)
             cells[(row.key, col.key)] = tc
             if row.reference:
                 tc.skipped = f"not run in disentbench: {row.reference}"

@@ -79,8 +79,12 @@ class _Spec:
     def build(self, options: Mapping[str, Any] | None = None, *args: Any) -> Any:
         """The one factory: ``target(config, *args)`` with the config from :meth:`configure`, or
         ``target(*args)`` when the target has no ``Config`` (a method passes its ``DataInfo``)."""
+        return self.instantiate(self.configure(options), *args)
+
+    def instantiate(self, config: Any, *args: Any) -> Any:
+        """``target(config, *args)`` with a config :meth:`configure` already built, or
+        ``target(*args)`` when it is ``None`` (the target has no ``Config``)."""
         target = self.load()
-        config = self.configure(options)
         return target(*args) if config is None else target(config, *args)
 
     def target_path(self) -> str:

@@ -98,36 +98,6 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
-SECTIONS = ("runs", "paper-tables")  # the order of the generated parts of a leaderboard README.md
-
-
-def write_section(path: Path, key: str, text: str) -> Path:
-    """Replace generated part ``key`` of the markdown page ``path``, keeping the others.
-
-    ``leaderboard/README.md`` holds two generated parts: the per-dataset run tables (``disentbench
-    run`` / ``leaderboard``) and the index of paper tables (``--suite``). Each writer owns the part
-    between its ``<!-- disentbench:KEY -->`` markers; text outside every marker is kept above them."""
-    path = Path(path)
-    try:
-        old = path.read_text()
-    except OSError:
-        old = ""
-    parts: dict[str, str] = {}
-    preamble = old
-    for name in SECTIONS:
-        start, end = f"<!-- disentbench:{name} -->", f"<!-- /disentbench:{name} -->"
-        if start in preamble and end in preamble.split(start, 1)[1]:
-            before, rest = preamble.split(start, 1)
-            body, after = rest.split(end, 1)
-            parts[name] = body.strip("\n")
-            preamble = before + after
-    parts[key] = text.strip("\n")
-    blocks = [preamble.strip("\n")] if preamble.strip() else []
-    blocks += [f"<!-- disentbench:{n} -->\n{parts[n]}\n<!-- /disentbench:{n} -->" for n in SECTIONS if n in parts]
-    atomic_write_bytes(path, ("\n\n".join(blocks) + "\n").encode())
-    return path
-
-
 def upgrade(record: dict[str, Any]) -> dict[str, Any]:
     """Bring a record of any earlier schema version to the current one (none exist yet)."""
     version = record.get("schema_version", 0)

@@ -32,7 +32,7 @@ Settings are layered, later winning: the suite's ``[settings]`` (the paper's), t
 
 :func:`load_suite` checks the file's structure and needs no registry; :func:`validate` checks it
 against the registries (names, metric keys, options of every layer).
-:func:`disentbench.runner.plan_suite` turns a paper suite into runner cells, one run per (row,
+:func:`disentbench.runner.plan_suite` turns a paper suite into planned runs, one per (row,
 dataset, column settings, seed), so that columns of one dataset share a run.
 """
 from __future__ import annotations
@@ -510,14 +510,14 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
 # -- planning the runs of a paper suite ------------------------------------------------------
 
 @dataclass
-class TableCell:
+class TableCellPlan:
     """How one (row, column) of a paper table is measured: the runs (one per seed) on the
     column's dataset, the runs on its stand-in (if it has one), and why it is not run, if so."""
 
     row: str
     column: str
-    runs: list[Any] = field(default_factory=list)  # runner Cells on the column's dataset
-    stand_in_runs: list[Any] = field(default_factory=list)  # runner Cells on its stand-in dataset
+    runs: list[Any] = field(default_factory=list)  # runner.PlannedRun on the column's dataset, one per seed
+    stand_in_runs: list[Any] = field(default_factory=list)  # runner.PlannedRun on its stand-in dataset
     skipped: str = ""  # reason the row is not run at all (reference row, weights missing)
     data_missing: str = ""  # why the column's dataset cannot be loaded here ("" if it can)
 
@@ -527,12 +527,12 @@ class SuitePlan:
     suite: Suite
     scale: str
     seeds: list[int]
-    cells: dict[tuple[str, str], TableCell]
+    cells: dict[tuple[str, str], TableCellPlan]
     stand_ins: bool = False
     overrides: Overrides = field(default_factory=dict)  # from the command line, layered last
 
     def to_run(self, methods: Iterable[str] | None = None, datasets: Iterable[str] | None = None) -> list[Any]:
-        """The runner cells to execute (each once), optionally only some methods / datasets:
+        """The planned runs to execute (each once), optionally only some methods / datasets:
         the column's own dataset where it is here, else its stand-in when stand-ins are on."""
         methods = set(methods) if methods is not None else None
         datasets = set(datasets) if datasets is not None else None
@@ -541,7 +541,7 @@ class SuitePlan:
             if tc.skipped:
                 continue
             runs = tc.runs if not tc.data_missing else (tc.stand_in_runs if self.stand_ins else [])
-            for cell in runs:
-                if (methods is None or cell.method in methods) and (datasets is None or cell.dataset in datasets):
-                    out.setdefault(cell.run_id, cell)
+            for run in runs:
+                if (methods is None or run.method in methods) and (datasets is None or run.dataset in datasets):
+                    out.setdefault(run.run_id, run)
         return list(out.values())

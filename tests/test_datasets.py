@@ -16,8 +16,8 @@ from PIL import Image
 
 from disentbench.cli import main
 from disentbench.contracts import Unavailable
-from disentbench.datacache import center_crop, pad_to_square, resize_images
 from disentbench.download import ChecksumError, Resource, UnsafeArchiveError
+from disentbench.images import center_crop, pad_to_square, resize_images
 from disentbench.plugins import load_registries
 from disentbench_plugins.datasets import cars3d, celeba, chairs, kth, market1501, smallnorb, sprites
 

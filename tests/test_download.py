@@ -16,7 +16,7 @@ import pytest
 
 from disentbench import datacache
 from disentbench.contracts import Unavailable
-from disentbench.datacache import ArrayCache, HashStamps, rank_by_hash, resize_images
+from disentbench.datacache import ArrayCache, HashStamps
 from disentbench.download import (
     ChecksumError,
     IncompleteDownload,
@@ -26,6 +26,8 @@ from disentbench.download import (
     safe_extract,
     verify,
 )
+from disentbench.images import resize_images
+from disentbench_plugins.datasets.common import rank_by_hash
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

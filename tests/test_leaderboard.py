@@ -100,7 +100,7 @@ def test_rows_of_several_configs_name_the_options_that_differ():
 
 
 def test_readme_sections_are_replaced_independently(tmp_path):
-    from disentbench.store import write_section
+    from disentbench.leaderboard import write_section
 
     page = tmp_path / "README.md"
     page.write_text("Written by hand.\n")

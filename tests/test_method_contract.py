@@ -2,9 +2,12 @@
 tested the moment it registers. Each method runs at its quick-suite settings on tiny data."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from disentbench import config as cfg
 from disentbench.contracts import Codes, DataInfo
 from disentbench.plugins import load_registries
 from disentbench.training import TrainOptions
@@ -65,3 +68,13 @@ def test_every_registered_method_implements_the_method_protocol(name):
     from disentbench.contracts import Method
 
     assert issubclass(REGS.methods.get(name).load(), Method)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_planned_config_equals_the_one_rebuilt_from_its_json(name):
+    """A run in the planning process uses the Config that plan() built; a worker that receives the
+    run as JSON builds it again from its options: both must give the method the same config."""
+    spec = REGS.methods.get(name)
+    for options in ({}, dict(QUICK.get(name, {}))):
+        planned, as_json = cfg.configure(spec, options)
+        assert spec.configure(json.loads(json.dumps(as_json))) == planned

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from disentbench.contracts import Unavailable
-from disentbench.datacache import pad_to_square, resize_images
+from disentbench.images import pad_to_square, resize_images
 from disentbench_plugins.datasets.deepfashion import DeepFashion, DeepFashionConfig
 from disentbench_plugins.datasets.ytbb_vehicles import YTBBVehicles, YTBBVehiclesConfig
 

@@ -13,7 +13,7 @@ import torch
 from disentbench import MethodSpec, hookimpl
 from disentbench import config as cfg
 from disentbench.plugins import load_registries
-from disentbench.runner import Cell, execute, plan
+from disentbench.runner import PlannedRun, execute, plan
 
 import testplugins
 
@@ -121,9 +121,36 @@ def test_cells_round_trip_through_json(regs, tiny):
                  overrides={**tiny, "train": {"num_threads": 1, "max_steps": 3}}, progress=False)
     for cell in cells:
         shipped = json.loads(json.dumps(cell.to_json()))
-        back = Cell.from_json(shipped)
+        back = PlannedRun.from_json(shipped)
         assert back == cell and back.run_id == cell.run_id and back.run.runtime() == cell.run.runtime()
         assert isinstance(back.run.train, cfg.TrainOptions) and isinstance(back.run.eval, cfg.EvalOptions)
+
+
+def test_a_run_in_the_planning_process_builds_the_method_config_once(regs, tmp_path, tiny, monkeypatch):
+    """plan() builds the method's Config (checking the options); execute() in the same process gives
+    each run a copy of it instead of building it again. The copy is not shipped as JSON."""
+    from disentbench_plugins.methods.lord import LORD, LORDConfig
+
+    built, given = [], []
+    check, init = LORDConfig.__post_init__, LORD.__init__
+    monkeypatch.setattr(LORDConfig, "__post_init__", lambda self: built.append(self) or check(self))
+    monkeypatch.setattr(LORD, "__init__", lambda self, config, info: given.append(config) or init(self, config, info))
+    cells = plan(regs, methods="lord", datasets="synth3d", metrics=[], seeds=[0, 1], out=tmp_path / "runs",
+                 overrides={**tiny, "train": {"max_steps": 2}}, progress=False)
+    assert len(built) == 1 and cells[0].run.method_config is built[0]
+    for cell in cells:
+        assert execute(cell, regs)["status"] == "finished"
+    assert len(built) == 1 and len(given) == 2 and given[0] == given[1] == built[0]
+    assert given[0] is not given[1] and all(config is not built[0] for config in given)  # a copy per run
+    shipped = PlannedRun.from_json(json.loads(json.dumps(cells[0].to_json())))
+    assert shipped == cells[0] and shipped.run.method_config is None
+
+
+def test_cell_is_the_former_name_of_planned_run():
+    """Executor plugins that import ``runner.Cell`` (the name before PlannedRun) keep working."""
+    from disentbench import runner
+
+    assert runner.Cell is runner.PlannedRun
 
 
 def test_an_import_error_is_a_field_and_fails_the_run(tmp_path):
@@ -143,7 +170,7 @@ def test_an_import_error_is_a_field_and_fails_the_run(tmp_path):
     # records keep the marker in their config, as before, so that their hashes do not change
     assert cell.run.semantic()["method"] == {"name": "lazy-missing", "_import_error": cell.run.import_error, "epochs": 3}
     assert cfg.RunConfig.from_semantic(cell.run.semantic()) == cell.run
-    assert Cell.from_json(json.loads(json.dumps(cell.to_json()))).run.import_error == cell.run.import_error
+    assert PlannedRun.from_json(json.loads(json.dumps(cell.to_json()))).run.import_error == cell.run.import_error
     record = execute(cell, regs)
     assert record["status"] == "failed" and record["error"]["type"] == "ImportError"
     assert "could not be imported: ModuleNotFoundError" in record["error"]["message"]

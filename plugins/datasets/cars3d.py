@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from disentbench.datacache import ArrayWriter, resize_images
+from disentbench.datacache import ArrayWriter
 from disentbench.download import Resource, extracted
+from disentbench.images import resize_images
 from disentbench_plugins.datasets.common import (
     DOWNLOADS,
     DataMissing,

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from disentbench.datacache import ArrayWriter, center_crop, resize_images
+from disentbench.datacache import ArrayWriter
+from disentbench.images import center_crop, resize_images
 from disentbench_plugins.datasets.common import DataMissing, FileDataset, Layout, Sources, held_out, progress_bar
 
 HOMEPAGE = "http://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from disentbench.datacache import ArrayWriter, center_crop, resize_images
+from disentbench.datacache import ArrayWriter
 from disentbench.download import ArchiveContents, Resource, safe_extract
+from disentbench.images import center_crop, resize_images
 from disentbench_plugins.datasets.common import (
     DOWNLOADS,
     DataMissing,

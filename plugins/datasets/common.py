@@ -406,10 +406,14 @@ def move_into_place(src: Path, dest: Path) -> None:
     publish_tree(src, dest)
 
 
+def rank_by_hash(names: Sequence[str], seed: int | str) -> list[str]:
+    """``names`` in a pseudo-random order that depends only on (seed, name): a deterministic,
+    platform-independent way to hold out items that does not shift when other items change."""
+    return sorted(names, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+
+
 def held_out(names: Sequence[str], n: int, seed: int, salt: str) -> set[str]:
     """The ``n`` names chosen for the test split: first in a hash order of (salt, seed, name)."""
-    from disentbench.datacache import rank_by_hash
-
     if not 0 < n < len(names):
         raise ValueError(f"cannot hold out {n} of {len(names)} {salt} items; need 0 < n < {len(names)}")
     return set(rank_by_hash(list(names), f"{salt}:{seed}")[:n])

@@ -22,7 +22,8 @@ from typing import Literal
 
 import numpy as np
 
-from disentbench.datacache import ArrayWriter, pad_to_square, resize_images
+from disentbench.datacache import ArrayWriter
+from disentbench.images import pad_to_square, resize_images
 from disentbench_plugins.datasets.common import DataMissing, FileDataset, Layout, Sources, progress_bar
 
 HOMEPAGE = "https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html"

@@ -22,9 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from disentbench.contracts import Unavailable
-from disentbench.datacache import ArrayWriter, center_crop, rank_by_hash, resize_images
+from disentbench.datacache import ArrayWriter
 from disentbench.download import ArchiveContents, Resource, safe_extract
-from disentbench_plugins.datasets.common import DOWNLOADS, DataMissing, FileDataset, Layout, Sources, progress_bar
+from disentbench.images import center_crop, resize_images
+from disentbench_plugins.datasets.common import (
+    DOWNLOADS,
+    DataMissing,
+    FileDataset,
+    Layout,
+    Sources,
+    progress_bar,
+    rank_by_hash,
+)
 
 BASE_URL = "http://www.csc.kth.se/cvap/actions/"
 ACTIONS = ("walking", "jogging", "running", "boxing", "handwaving", "handclapping")

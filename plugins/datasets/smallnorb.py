@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from disentbench.datacache import ArrayWriter, rank_by_hash, resize_images
+from disentbench.datacache import ArrayWriter
 from disentbench.download import Resource
-from disentbench_plugins.datasets.common import DataMissing, FileDataset, Layout, Sources, progress_bar
+from disentbench.images import resize_images
+from disentbench_plugins.datasets.common import DataMissing, FileDataset, Layout, Sources, progress_bar, rank_by_hash
 
 BASE_URL = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
 PARTS = {"training": "smallnorb-5x46789x9x18x6x2x96x96-training", "testing": "smallnorb-5x01235x9x18x6x2x96x96-testing"}

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from disentbench.contracts import Unavailable
-from disentbench.datacache import ArrayWriter, resize_images
+from disentbench.datacache import ArrayWriter
 from disentbench.download import Resource
+from disentbench.images import resize_images
 from disentbench_plugins.datasets.cars3d import ARCHIVE, ARCHIVE_URL, install_analogy_archive
 from disentbench_plugins.datasets.common import DataMissing, FileDataset, Layout, Sources, progress_bar
 

@@ -24,7 +24,8 @@ from typing import Literal
 
 import numpy as np
 
-from disentbench.datacache import ArrayWriter, resize_images
+from disentbench.datacache import ArrayWriter
+from disentbench.images import resize_images
 from disentbench_plugins.datasets.common import DataMissing, FileDataset, Layout, Sources, held_out, progress_bar
 
 HOMEPAGE = "https://research.google.com/youtube-bb/"

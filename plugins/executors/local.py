@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from disentbench.executors import Report, execute_json, limit_threads, threads_per_worker
-from disentbench.runner import Cell, record_failure, run_sweep
+from disentbench.runner import PlannedRun, record_failure, run_sweep
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _run_cell(k: int, cell_json: dict[str, Any], announce: bool) -> dict[str, An
     return execute_json(cell_json, announce=announce)
 
 
-def _gpu_count(cells: list[Cell]) -> int:
+def _gpu_count(cells: list[PlannedRun]) -> int:
     if not any(c.run.device.startswith("cuda") for c in cells):
         return 0
     import torch
@@ -61,7 +61,7 @@ class LocalExecutor:
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()
 
-    def run(self, cells: list[Cell], report: Report | None = None) -> list[dict[str, Any]]:
+    def run(self, cells: list[PlannedRun], report: Report | None = None) -> list[dict[str, Any]]:
         jobs = min(self.config.jobs, max(1, len(cells)))
         if jobs == 1:
             return run_sweep(cells, report=report)
@@ -104,7 +104,7 @@ class LocalExecutor:
                                          f"restarted pool"))
         return [r for r in records if r is not None]
 
-    def _pass(self, ctx: Any, cells: list[Cell], todo: list[int], jobs: int, threads: int, gpus: int,
+    def _pass(self, ctx: Any, cells: list[PlannedRun], todo: list[int], jobs: int, threads: int, gpus: int,
               queue: Any, finish: Any) -> tuple[list[int], list[int], str] | None:
         """Run cells ``todo`` in a pool of ``jobs`` workers. None when every cell came back; if a
         worker died: (cells started but not finished, cells never started, how it died)."""

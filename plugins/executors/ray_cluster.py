@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from disentbench.executors import Report, execute_json
-from disentbench.runner import Cell
+from disentbench.runner import PlannedRun
 from disentbench.store import failure_record
 
 
@@ -28,7 +28,7 @@ class RayExecutor:
     def __init__(self, config: RayConfig | None = None) -> None:
         self.config = config or RayConfig()
 
-    def run(self, cells: list[Cell], report: Report | None = None) -> list[dict[str, Any]]:
+    def run(self, cells: list[PlannedRun], report: Report | None = None) -> list[dict[str, Any]]:
         import ray
 
         c = self.config

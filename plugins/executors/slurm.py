@@ -21,7 +21,7 @@ from typing import Any
 
 from disentbench.config import ConfigError
 from disentbench.executors import Report, execute_json
-from disentbench.runner import Cell
+from disentbench.runner import PlannedRun
 from disentbench.store import RunStatus, cell_record, failure_record
 
 try:  # submitit is an optional extra; the class below needs it only when the executor is used
@@ -273,7 +273,7 @@ class SlurmExecutor:
         executor.update_parameters(**params)
         return executor, cpus
 
-    def run(self, cells: list[Cell], report: Report | None = None) -> list[dict[str, Any]]:
+    def run(self, cells: list[PlannedRun], report: Report | None = None) -> list[dict[str, Any]]:
         if not cells:
             return []
         c = self.config
@@ -303,7 +303,7 @@ class SlurmExecutor:
                 report(done, len(cells), cell, records[-1])
         return records
 
-    def _watch(self, cells: list[Cell], jobs: list[Any], report: Report | None) -> list[dict[str, Any]]:
+    def _watch(self, cells: list[PlannedRun], jobs: list[Any], report: Report | None) -> list[dict[str, Any]]:
         """Wait for the array, printing each cell's state and pending reason when it changes, and
         failing at once the cells Slurm will never start (or that left the queue without a result)."""
         records: list[dict[str, Any] | None] = [None] * len(cells)
@@ -381,11 +381,11 @@ class SlurmJobError(RuntimeError):
     """A Slurm job that ended without its run's record (cancelled, never started, lost)."""
 
 
-def _failed(cell: Cell, message: str) -> dict[str, Any]:
+def _failed(cell: PlannedRun, message: str) -> dict[str, Any]:
     return failure_record(cell, SlurmJobError(message))
 
 
-def _record(cell: Cell, job: Any) -> dict[str, Any]:
+def _record(cell: PlannedRun, job: Any) -> dict[str, Any]:
     try:
         return job.result()
     except Exception as exc:  # the job failed outside the run's own error handling
