@@ -245,7 +245,7 @@ def _publish(args: argparse.Namespace, regs, records: list[dict[str, Any]], page
         print(f"disentbench: publish to {root / collection}: {line}")
     if report.conflicts:
         raise results.ResultsError(f"nothing was published to leaderboard/: fix the runs above, or import them "
-                                   f"into another collection (--publish NAME)")
+                                   "into another collection (--publish NAME)")
     results.add_page(root, page)
     for path in render_published(regs, root, Path(args.published_leaderboard)):
         print(f"disentbench: published {path}")

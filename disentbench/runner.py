@@ -30,7 +30,7 @@ from disentbench.contracts import DataBundle, DataInfo, MetricResult, MetricUnav
 from disentbench.download import downloads_allowed
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
-from disentbench.registry import Registries, UnknownNameError
+from disentbench.registry import Registries
 from disentbench.store import (RECORD_SCHEMA, SCHEMA_VERSION, LockLost, NewerSchema, RunDir, RunLock, RunStatus,
                                RunStore, atomic_write_bytes, cell_record, failure_record, guard, now, quarantine,
                                run_error, warn)
@@ -85,7 +85,7 @@ def plan(
     require_metrics: bool = False,
     progress: bool = True,
 ) -> list[PlannedRun]:
-    """Resolve names and options into cells; raises :class:`PlanError` / :class:`UnknownNameError`.
+    """Resolve names and options into cells; raises :class:`PlanError` / :class:`~disentbench.registry.UnknownNameError`.
     ``device`` is ``--device`` (see :func:`~disentbench.config.run_device`: resolved here, once)."""
     overrides = overrides or {}
     method_specs = regs.methods.resolve(methods)
