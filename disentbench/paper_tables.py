@@ -318,26 +318,9 @@ def scale_note(suite: Suite, plan: SuitePlan) -> str:
 
 
 def changed_settings(plan: SuitePlan) -> list[str]:
-    """The command line's ``--set`` values that change what a planned run computes (``scope.key=value``).
-
-    Options of how runs go (an executor's ``local.jobs``, ``train.num_threads``, the device...) are
-    not in any run's semantic config and change no number, so they are left out; with nothing
-    planned to check against, every value counts."""
-    views = [planned.run.semantic() for tc in plan.cells.values() for planned in (*tc.runs, *tc.stand_in_runs)]
-
-    def changes_a_run(scope: str, key: str) -> bool:
-        if not views:
-            return True
-        for view in views:
-            tables = [view["method"] if view["method"].get("name") == scope else None,
-                      view["dataset"] if view["dataset"].get("name") == scope else None,
-                      view["metrics"].get(scope), view.get(scope) if scope in ("train", "eval") else None]
-            if any(table is not None and key in table for table in tables):
-                return True
-        return False
-
-    return [f"{scope}.{key}={value}" for scope, table in sorted(plan.overrides.items())
-            for key, value in sorted(table.items()) if changes_a_run(scope, key)]
+    """The command line's ``--set`` values that change what a planned run computes (``scope.key=value``;
+    see :attr:`SuitePlan.changed_settings`, worked out once per plan)."""
+    return list(plan.changed_settings)
 
 
 def overrides_note(plan: SuitePlan) -> str:

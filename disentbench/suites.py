@@ -37,6 +37,8 @@ dataset, column settings, seed), so that columns of one dataset share a run.
 """
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 from dataclasses import dataclass, field
@@ -530,6 +532,29 @@ class SuitePlan:
     cells: dict[tuple[str, str], TableCellPlan]
     stand_ins: bool = False
     overrides: Overrides = field(default_factory=dict)  # from the command line, layered last
+
+    @functools.cached_property
+    def changed_settings(self) -> tuple[str, ...]:
+        """The command line's ``--set`` values that change what a planned run computes (``scope.key=value``).
+
+        Options of how runs go (an executor's ``local.jobs``, ``train.num_threads``, the device...) are
+        not in any run's semantic config and change no number, so they are left out; with nothing
+        planned to check against, every value counts. Worked out once: the paper page asks per cell."""
+        views = [planned.run.semantic() for tc in self.cells.values() for planned in (*tc.runs, *tc.stand_in_runs)]
+
+        def changes_a_run(scope: str, key: str) -> bool:
+            if not views:
+                return True
+            for view in views:
+                tables = [view["method"] if view["method"].get("name") == scope else None,
+                          view["dataset"] if view["dataset"].get("name") == scope else None,
+                          view["metrics"].get(scope), view.get(scope) if scope in ("train", "eval") else None]
+                if any(table is not None and key in table for table in tables):
+                    return True
+            return False
+
+        return tuple(f"{scope}.{key}={value}" for scope, table in sorted(self.overrides.items())
+                     for key, value in sorted(table.items()) if changes_a_run(scope, key))
 
     def to_run(self, methods: Iterable[str] | None = None, datasets: Iterable[str] | None = None) -> list[Any]:
         """The planned runs to execute (each once), optionally only some methods / datasets:
