@@ -38,7 +38,6 @@ dataset, column settings, seed), so that columns of one dataset share a run.
 from __future__ import annotations
 
 import functools
-
 import math
 import re
 from dataclasses import dataclass, field
