@@ -89,6 +89,8 @@ def measure_method(name: str, regs: Any, *, scale: str, device: Any, options: li
     config = spec.configure(settings.get(name, {}))
     batch = max(int(getattr(config, "batch_size", 64)), 8)
     split = random_split(resolution, n_classes=max(8, batch // 4), per_class=24)
+    # the scale's training options that change a step's speed (train.micro_batch, ...); its budget does not
+    run_options = {k: v for k, v in settings.get("train", {}).items() if k not in ("max_images", "max_steps", "device")}
     rows = []
     for stage_index in stages:
         base: dict[str, Any] | None = None
@@ -98,7 +100,9 @@ def measure_method(name: str, regs: Any, *, scale: str, device: Any, options: li
                 method = spec.build(settings.get(name, {}), DataInfo.from_split(split, weights=WeightStore(regs.weights)))
                 if stage_index >= len(method.stages(split)):
                     break
-                trainer = Trainer(method, split, TrainOptions(device=str(device), **OPTION_SETS[option]))
+                train = cfg.build(TrainOptions, {**run_options, "device": str(device), **OPTION_SETS[option]},
+                                  where="train")
+                trainer = Trainer(method, split, train)
                 result = trainer.time_steps(stage_index, steps=steps, warmup=warmup)
                 row = {"method": name, "stage": method.stages(split)[stage_index].name, "option": option,
                        "resolution": resolution, **result, "peak_memory_mb": peak_memory_mb(device)}

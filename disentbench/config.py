@@ -326,6 +326,11 @@ class TrainOptions:
     data_on_device: bool = runtime_option(True)  # keep the training images on the device as uint8
     checkpoint_every: int = runtime_option(0)  # steps between checkpoints; 0 = at the end of every epoch
     num_threads: int = runtime_option(0)  # torch intra-op threads; 0 = leave torch's default
+    # compute a step's batch in chunks of at most this many images, adding up their gradients before
+    # the one update (methods whose step supports it: StepContext.update_chunks); the same update up
+    # to float rounding and how the step's noise is drawn, with a smaller working set (on a CPU a
+    # batch of 256 that overflows the caches runs at half the images/s of two chunks of 128); 0 = off
+    micro_batch: int = runtime_option(0)
     max_steps: int = 0  # stop each stage after this many steps (smoke tests); 0 = no limit
     # the training budget in images seen, all stages together, split across the stages in proportion
     # to their nominal sizes (epochs x images per epoch) and rounded to whole batches; it replaces the

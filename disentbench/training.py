@@ -131,8 +131,10 @@ class StepContext:
     """What a training step gets from the harness: its optimizers, mixed precision and counters."""
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device,
-                 precision: str, generator: torch.Generator, total_steps: int, world: int = 1) -> None:
+                 precision: str, generator: torch.Generator, total_steps: int, world: int = 1,
+                 micro_batch: int = 0) -> None:
         self.optimizers = optimizers
+        self.micro_batch = micro_batch  # train.micro_batch: see chunks()
         self.world = world
         self.device = device
         self.precision = precision
@@ -165,6 +167,38 @@ class StepContext:
             loss = parallel(loss)  # the backward below all-reduces the gradients in buckets as they are ready
         with torch.autocast(self.device.type, enabled=False):
             self.scaler.scale(loss).backward(retain_graph=retain_graph)
+        for opt in opts:
+            self.scaler.step(opt)
+
+    def chunks(self, n: int, group_size: int = 1) -> list[slice]:
+        """The slices of a batch of ``n`` images that :meth:`update_chunks` computes one at a time:
+        at most ``train.micro_batch`` images each (the whole batch when it is off), whole groups of
+        ``group_size`` consecutive images each, so that a group's shared code stays in one chunk."""
+        size = self.micro_batch - self.micro_batch % max(1, group_size) if self.micro_batch else n
+        size = max(size, max(1, group_size))
+        return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+    def update_chunks(self, n_chunks: int, chunk_loss: Callable[[int], torch.Tensor], *names: str) -> None:
+        """One update of the named optimizers from a loss computed in ``n_chunks`` parts:
+        ``chunk_loss(k)`` returns part k (scaled so that the parts add up to the batch's loss) and
+        each part is back-propagated before the next is computed, so the gradients add up to those
+        of the whole loss while only one part's activations are alive. Under data parallelism the
+        gradients are all-reduced once, in the last part's backward."""
+        names = names or tuple(self.optimizers)
+        opts = [self.optimizers[n] for n in names]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        parallel = self._data_parallel(names) if self.world > 1 else None
+        for k in range(n_chunks):
+            loss = chunk_loss(k)
+            last = k == n_chunks - 1
+            with contextlib.ExitStack() as stack:
+                if parallel is not None:
+                    if not last:
+                        stack.enter_context(parallel.no_sync())
+                    loss = parallel(loss)
+                stack.enter_context(torch.autocast(self.device.type, enabled=False))
+                self.scaler.scale(loss).backward()
         for opt in opts:
             self.scaler.step(opt)
 
@@ -369,7 +403,8 @@ class Trainer:
             stage.on_start()
         generator = torch.Generator(device=self.device)
         generator.manual_seed(self.seed)
-        ctx = StepContext(stage.optimizers(), self.device, self.options.precision, generator, warmup + steps + 1)
+        ctx = StepContext(stage.optimizers(), self.device, self.options.precision, generator, warmup + steps + 1,
+                          micro_batch=self.options.micro_batch)
         batches = stage.sampler.batches(np.random.default_rng([self.seed, stage_index]), self.train, self.labels,
                                         stage.batch_size)
         group = getattr(stage.sampler, "group_size", 1)
@@ -434,7 +469,8 @@ class Trainer:
             n_epochs = stage.epochs if budget is None else max(1, -(-total // max(1, n_batches)))
             if self.options.max_steps:
                 total = min(total, self.options.max_steps)
-            ctx = StepContext(optimizers, self.device, self.options.precision, generator, total, self.world)
+            ctx = StepContext(optimizers, self.device, self.options.precision, generator, total, self.world,
+                              self.options.micro_batch)
             if state and s_idx == start_stage:
                 method.load_state_dict(state["method"])  # after on_start, which may rebuild modules
                 if state["optimizers"]:  # resuming inside the stage, not at its start

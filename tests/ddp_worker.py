@@ -1,6 +1,6 @@
 """Run by tests/test_scaling.py under torchrun (2 processes, gloo) and directly (1 process): trains
 TinyAE (or TwoOptimizers, whose encoder and decoder have optimizers of their own, stepped by separate
-updates as GAN-style methods do) on tiny synth3d and saves the final parameters from rank 0, with
+updates as GAN-style methods do, or Chunked, whose step is computed in chunks) on tiny synth3d and saves the final parameters from rank 0, with
 how many DistributedDataParallel wrappers the training built."""
 from __future__ import annotations
 
@@ -47,17 +47,41 @@ class TwoOptimizers(TinyAE):
                                "dec": torch.optim.SGD(self.dec.parameters(), 0.1)})]
 
 
+class Chunked(TinyAE):
+    """TinyAE's loss computed in chunks of train.micro_batch images (StepContext.update_chunks):
+    with data parallelism the gradient is all-reduced once, in the last chunk's backward."""
+
+    def stages(self, train):
+        def step(batch, ctx):
+            x, n = batch.images, len(batch.images)
+            parts = ctx.chunks(n)
+            logged = []
+
+            def part(k):
+                loss = (self.decode(*self.encode(x[parts[k]])) - x[parts[k]]).pow(2).mean()
+                logged.append(loss.detach() * (parts[k].stop - parts[k].start) / n)
+                return loss * (parts[k].stop - parts[k].start) / n
+
+            ctx.update_chunks(len(parts), part)
+            return {"loss": sum(logged), "chunks": float(len(parts))}
+
+        return [Stage("ae", self.config.epochs, self.config.batch_size, step,
+                      lambda: {"adam": torch.optim.Adam(self.parameters(), self.config.lr)})]
+
+
 def main(out: str, batch_size: int, cache: str, method_name: str = "tinyae") -> None:
     rank, world = init_distributed_from_env()
     torch.set_num_threads(1)
     data = Synth3D(Synth3DConfig(**TINY["synth3d"])).load(Path(cache), Path(cache), progress=False)
     torch.manual_seed(0)
-    cls = {"tinyae": TinyAE, "two-optimizers": TwoOptimizers}[method_name]
+    cls = {"tinyae": TinyAE, "two-optimizers": TwoOptimizers, "chunked": Chunked}[method_name]
     method = cls(TinyAEConfig(epochs=3, batch_size=batch_size), DataInfo.from_split(data.train))
-    result = method.fit(data.train, TrainOptions(), seed=0, progress=False)
+    options = TrainOptions(micro_batch=4 if method_name == "chunked" else 0)
+    result = method.fit(data.train, options, seed=0, progress=False)
     if rank == 0:
         torch.save({"state": method.state_dict(), "losses": [r["loss"] for r in result.log],
-                    "world": world, "images": result.images, "ddp_wrappers": len(BUILT)}, out)
+                    "world": world, "images": result.images, "ddp_wrappers": len(BUILT),
+                    "chunks": [r.get("chunks", 1.0) for r in result.log]}, out)
     if world > 1:
         torch.distributed.destroy_process_group()
 

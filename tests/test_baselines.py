@@ -231,6 +231,26 @@ def test_mlvae_shares_one_class_sample_per_group(tiny_data, monkeypatch):
     assert method.stages(None)[0].sampler.group_size == 4
 
 
+def test_mlvae_micro_batches_make_the_same_update(tiny_data):
+    """train.micro_batch: the batch's gradient is the sum of its chunks' (whole groups each), so
+    chunking changes the update only by float rounding (noise drawn as zeros here: chunking draws
+    the same noise in other calls); logged terms are the batch's."""
+    batch = grouped_batch(tiny_data, group=4)  # 4 groups of 4
+    grads, logs = [], []
+    for micro in (0, 8, 6):  # whole batch; 2 chunks of 2 groups; 6 rounds down to one group per chunk
+        method = make(MLVAE, tiny_data, group_size=4, batch_size=16)
+        ctx = StepContext(method.stages(None)[0].optimizers(), torch.device("cpu"), "fp32",
+                          torch.Generator().manual_seed(0), 10, micro_batch=micro)
+        ctx.randn = lambda *shape: torch.zeros(shape)
+        assert [s.stop - s.start for s in ctx.chunks(16, 4)] == {0: [16], 8: [8, 8], 6: [4, 4, 4, 4]}[micro]
+        logs.append({k: float(v) for k, v in method._step(batch, ctx).items()})
+        grads.append(torch.cat([p.grad.reshape(-1) for p in method.parameters()]))  # what the update was made from
+    assert float(grads[0].abs().max()) > 1e-3
+    for other, log in zip(grads[1:], logs[1:]):
+        assert torch.allclose(other, grads[0], rtol=1e-4, atol=1e-7)
+        assert log == pytest.approx(logs[0], rel=1e-5)
+
+
 def test_vae_baselines_encode_posterior_means(tiny_data):
     x = grouped_batch(tiny_data, group=2).images
     for cls in (CycleVAE, MLVAE):

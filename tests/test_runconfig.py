@@ -51,13 +51,13 @@ def test_plan_gives_a_committed_record_its_run_id(regs):
 
 def test_runtime_options_are_field_metadata_and_not_hashed(regs, tiny):
     runtime = {f.name for f in dataclasses.fields(cfg.TrainOptions) if not cfg.is_semantic(f)}
-    assert runtime == {"device", "data_on_device", "checkpoint_every", "num_threads", "compile"}
+    assert runtime == {"device", "data_on_device", "checkpoint_every", "num_threads", "compile", "micro_batch"}
     [a] = plan(regs, methods="lord", datasets="synth3d", metrics=[], overrides=tiny, progress=False)
     [b] = plan(regs, methods="lord", datasets="synth3d", metrics=[], progress=False,
                overrides={**tiny, "train": {"num_threads": 2, "checkpoint_every": 7}})
     assert a.config_hash == b.config_hash and set(b.run.semantic()["train"]).isdisjoint(runtime)
     assert b.run.runtime() == {"device": "cpu", "compile": False, "data_on_device": True, "checkpoint_every": 7,
-                               "num_threads": 2}
+                               "num_threads": 2, "micro_batch": 0}
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.run.device = "cuda"
 

@@ -159,7 +159,7 @@ def test_a_resumed_run_continues_its_loss_curve_exactly(tmp_path):
     assert [r["loss"] for r in resumed] == [r["loss"] for r in reference]
 
 
-@pytest.mark.parametrize("method", ["tinyae", "two-optimizers"])
+@pytest.mark.parametrize("method", ["tinyae", "two-optimizers", "chunked"])
 def test_two_process_gloo_ddp_matches_one_process_with_the_doubled_batch(tmp_path, method):
     """torch's DistributedDataParallel (one wrapper per set of optimizers an update steps) on two
     gloo processes ends where one process on the same global batch ends."""
@@ -176,6 +176,8 @@ def test_two_process_gloo_ddp_matches_one_process_with_the_doubled_batch(tmp_pat
     two = torch.load(tmp_path / "two.pt", weights_only=True)
     assert two["world"] == 2 and one["world"] == 1 and one["images"] == two["images"]
     assert one["ddp_wrappers"] == 0 and two["ddp_wrappers"] == (2 if method == "two-optimizers" else 1)
+    if method == "chunked":  # train.micro_batch 4: 4 chunks of the batch of 16, 2 of each rank's 8
+        assert set(one["chunks"]) == {4.0} and set(two["chunks"]) == {2.0}
     worst = max(float((one["state"][k] - two["state"][k]).abs().max()) for k in one["state"])
     assert worst < 1e-4, f"parameters differ by {worst} after data-parallel training"
 

@@ -67,10 +67,10 @@ class MLVAE(TwoCodeMethod):
     def _optimizers(self):
         return {"model": torch.optim.Adam(self.model_parameters(), lr=self.config.lr)}
 
-    def _step(self, batch, ctx):
+    def _terms(self, x: torch.Tensor, labels: torch.Tensor, ctx) -> dict[str, torch.Tensor]:
+        """The loss terms on ``x`` (whole groups of one class each), each a mean over its images."""
         c = self.config
-        x = batch.images
-        groups, group_of = torch.unique(batch.labels, return_inverse=True)  # the classes in the batch
+        groups, group_of = torch.unique(labels, return_inverse=True)  # the classes in the batch
         class_mu, class_logvar = self.class_encoder(x)
         group_mu, group_logvar = group_posterior(class_mu, class_logvar, group_of, len(groups))
         class_code = reparameterize(group_mu, group_logvar, ctx.randn(*group_mu.shape))[group_of]
@@ -80,6 +80,20 @@ class MLVAE(TwoCodeMethod):
         kl_content = kl_standard_normal(content_mu, content_logvar).mean() / self.pixels
         kl_class = kl_standard_normal(group_mu, group_logvar).sum() / len(x) / self.pixels  # one KL per group
         loss = rec + c.kl_weight * (kl_content + kl_class)
-        ctx.update(loss, "model")
-        return {"loss": loss.detach(), "reconstruction": rec.detach(), "kl_content": kl_content.detach(),
-                "kl_class": kl_class.detach()}
+        return {"loss": loss, "reconstruction": rec, "kl_content": kl_content, "kl_class": kl_class}
+
+    def _step(self, batch, ctx):
+        # the batch's loss is the image-weighted mean of its chunks' (whole groups each: a group's
+        # posterior is a product over its images), so train.micro_batch changes no update
+        x, n = batch.images, len(batch.images)
+        parts = ctx.chunks(n, batch.group_size)
+        logged: list[dict[str, torch.Tensor]] = []
+
+        def part(k: int) -> torch.Tensor:
+            weight = (parts[k].stop - parts[k].start) / n
+            terms = self._terms(x[parts[k]], batch.labels[parts[k]], ctx)
+            logged.append({name: value.detach() * weight for name, value in terms.items()})
+            return terms["loss"] * weight
+
+        ctx.update_chunks(len(parts), part, "model")
+        return {name: sum(t[name] for t in logged) for name in logged[0]}
