@@ -467,7 +467,9 @@ def _execute_locked(cell: PlannedRun, regs: Registries, rd: RunDir) -> dict[str,
             if not record["checks"]["generator"]["passed"]:
                 raise GeneratorCollapsed(f"{cell.method}'s generator collapsed: "
                                          + "; and ".join(record["checks"]["generator"]["failures"])
-                                         + " — retrain it with a stabler recipe (e.g. lower learning rates)")
+                                         + " — if it trained only a few steps it has not learned yet: train longer; "
+                                         "if its loss spiked, retrain it with a stabler recipe (e.g. lower learning "
+                                         "rates); eval.check_min_spread=0 and eval.check_max_mse=0 turn the check off")
             ctx = EvalContext(method, data, device=device, seed=cell.seed, options=eval_options,
                               cache_dir=cache_root() / "evaluators", weights=WeightStore(regs.weights),
                               progress=cell.progress)
