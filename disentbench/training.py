@@ -158,17 +158,7 @@ class StepContext:
 
     def update(self, loss: torch.Tensor, *names: str, retain_graph: bool = False) -> None:
         """Zero the named optimizers' gradients, back-propagate ``loss`` and step them."""
-        names = names or tuple(self.optimizers)
-        opts = [self.optimizers[n] for n in names]
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        parallel = self._data_parallel(names) if self.world > 1 else None
-        if parallel is not None:
-            loss = parallel(loss)  # the backward below all-reduces the gradients in buckets as they are ready
-        with torch.autocast(self.device.type, enabled=False):
-            self.scaler.scale(loss).backward(retain_graph=retain_graph)
-        for opt in opts:
-            self.scaler.step(opt)
+        self._update(1, lambda _: loss, names, retain_graph=retain_graph)
 
     def chunks(self, n: int, group_size: int = 1) -> list[slice]:
         """The slices of a batch of ``n`` images that :meth:`update_chunks` computes one at a time:
@@ -178,27 +168,45 @@ class StepContext:
         size = max(size, max(1, group_size))
         return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
-    def update_chunks(self, n_chunks: int, chunk_loss: Callable[[int], torch.Tensor], *names: str) -> None:
-        """One update of the named optimizers from a loss computed in ``n_chunks`` parts:
-        ``chunk_loss(k)`` returns part k (scaled so that the parts add up to the batch's loss) and
-        each part is back-propagated before the next is computed, so the gradients add up to those
-        of the whole loss while only one part's activations are alive. Under data parallelism the
-        gradients are all-reduced once, in the last part's backward."""
+    def update_chunks(self, n: int, terms_of: Callable[[slice], Mapping[str, torch.Tensor]], *names: str,
+                      group_size: int = 1) -> dict[str, torch.Tensor]:
+        """:meth:`update` for a batch of ``n`` images computed in the chunks of :meth:`chunks`
+        (``train.micro_batch``): ``terms_of(chunk)`` returns the loss terms on the images of that
+        slice, ``"loss"`` among them, each a mean over those images. The chunks' losses, weighted by
+        their share of the batch, add up to the batch's loss, and each is back-propagated before the
+        next is computed, so the update is the batch's while only one chunk's activations are alive.
+        Returns every term as the batch's mean (detached), for the step to log."""
+        parts = self.chunks(n, group_size)
+        logged: list[dict[str, torch.Tensor]] = []
+
+        def part(k: int) -> torch.Tensor:
+            weight = (parts[k].stop - parts[k].start) / n
+            terms = terms_of(parts[k])
+            logged.append({name: value.detach() * weight for name, value in terms.items()})
+            return terms["loss"] * weight
+
+        self._update(len(parts), part, names)
+        return {name: sum(t[name] for t in logged) for name in logged[0]}
+
+    def _update(self, n_parts: int, part_loss: Callable[[int], torch.Tensor], names: tuple[str, ...],
+                retain_graph: bool = False) -> None:
+        """Zero the named optimizers' gradients (all when none are named), back-propagate each part of
+        the loss as it is computed (gradients add up) and step them once. Under data parallelism the
+        gradients are all-reduced once, in the last part's backward, in buckets as they are ready."""
         names = names or tuple(self.optimizers)
         opts = [self.optimizers[n] for n in names]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         parallel = self._data_parallel(names) if self.world > 1 else None
-        for k in range(n_chunks):
-            loss = chunk_loss(k)
-            last = k == n_chunks - 1
+        for k in range(n_parts):
+            loss = part_loss(k)
             with contextlib.ExitStack() as stack:
                 if parallel is not None:
-                    if not last:
+                    if k < n_parts - 1:
                         stack.enter_context(parallel.no_sync())
                     loss = parallel(loss)
                 stack.enter_context(torch.autocast(self.device.type, enabled=False))
-                self.scaler.scale(loss).backward()
+                self.scaler.scale(loss).backward(retain_graph=retain_graph)
         for opt in opts:
             self.scaler.step(opt)
 

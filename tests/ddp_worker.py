@@ -53,17 +53,9 @@ class Chunked(TinyAE):
 
     def stages(self, train):
         def step(batch, ctx):
-            x, n = batch.images, len(batch.images)
-            parts = ctx.chunks(n)
-            logged = []
-
-            def part(k):
-                loss = (self.decode(*self.encode(x[parts[k]])) - x[parts[k]]).pow(2).mean()
-                logged.append(loss.detach() * (parts[k].stop - parts[k].start) / n)
-                return loss * (parts[k].stop - parts[k].start) / n
-
-            ctx.update_chunks(len(parts), part)
-            return {"loss": sum(logged), "chunks": float(len(parts))}
+            x = batch.images
+            terms = ctx.update_chunks(len(x), lambda s: {"loss": (self.decode(*self.encode(x[s])) - x[s]).pow(2).mean()})
+            return {**terms, "chunks": float(len(ctx.chunks(len(x))))}
 
         return [Stage("ae", self.config.epochs, self.config.batch_size, step,
                       lambda: {"adam": torch.optim.Adam(self.parameters(), self.config.lr)})]

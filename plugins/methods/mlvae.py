@@ -83,17 +83,7 @@ class MLVAE(TwoCodeMethod):
         return {"loss": loss, "reconstruction": rec, "kl_content": kl_content, "kl_class": kl_class}
 
     def _step(self, batch, ctx):
-        # the batch's loss is the image-weighted mean of its chunks' (whole groups each: a group's
-        # posterior is a product over its images), so train.micro_batch changes no update
-        x, n = batch.images, len(batch.images)
-        parts = ctx.chunks(n, batch.group_size)
-        logged: list[dict[str, torch.Tensor]] = []
-
-        def part(k: int) -> torch.Tensor:
-            weight = (parts[k].stop - parts[k].start) / n
-            terms = self._terms(x[parts[k]], batch.labels[parts[k]], ctx)
-            logged.append({name: value.detach() * weight for name, value in terms.items()})
-            return terms["loss"] * weight
-
-        ctx.update_chunks(len(parts), part, "model")
-        return {name: sum(t[name] for t in logged) for name in logged[0]}
+        # chunks of whole groups (a group's posterior is a product over its images): the image-weighted
+        # mean of the chunks' terms is the batch's, so train.micro_batch changes no update
+        return ctx.update_chunks(len(batch.images), lambda s: self._terms(batch.images[s], batch.labels[s], ctx),
+                                 "model", group_size=batch.group_size)
