@@ -62,6 +62,13 @@ def test_runtime_options_are_field_metadata_and_not_hashed(regs, tiny):
         a.run.device = "cuda"
 
 
+def test_micro_batch_is_checked_like_a_batch_size():
+    assert cfg.build(cfg.TrainOptions, {"micro_batch": 128}, where="train").micro_batch == 128
+    for bad in (-1, 2.5):
+        with pytest.raises(cfg.ConfigError, match="micro_batch"):
+            cfg.build(cfg.TrainOptions, {"micro_batch": bad}, where="train")
+
+
 def test_the_device_is_resolved_once_at_plan_time(regs, tiny, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
