@@ -64,8 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def plan_run(args: argparse.Namespace, regs) -> Sweep:
-    """The sweep the arguments ask for, every name and option checked before any work: a paper
-    suite's (--suite of a paper table), else a plain sweep."""
+    """The sweep the arguments ask for, every name and option checked before any work. Every sweep is a
+    suite planned by :func:`~disentbench.runner.plan_suite`: a paper table (--suite of one), or a plain
+    suite's implicit table (--suite or --scale of a plain suite, or --methods/--datasets), the two
+    differing only in how they are shown (the header, the page and where --publish puts it)."""
     suite = None
     if args.scale not in (None, "paper") and not args.suite:
         # a plain sweep at --scale NAME runs at the settings of the plain suite NAME (``--scale cpu``)
@@ -84,16 +86,11 @@ def plan_run(args: argparse.Namespace, regs) -> Sweep:
 def _plain_sweep(args: argparse.Namespace, regs, suite: Suite | None) -> Sweep:
     """methods × datasets × seeds: the plain suite's, with --methods/--datasets/--metrics/--seeds
     instead where given, at the suite's settings and then --config/--set."""
-    from disentbench.runner import plan, unavailable_methods
+    from disentbench.runner import unavailable_methods
 
     if args.scale not in (None, "paper") or args.stand_ins:
         raise cfg.ConfigError("--scale with a plain suite: give the suite (--suite) or the scale (--scale), not both; "
                               "--stand-ins applies to paper suites (`disentbench list suites`)")
-    overrides = cfg.merge(
-        suite.settings if suite else {},
-        *(cfg.load_toml(p) for p in args.config or []),
-        cfg.parse_sets(args.set),
-    )
     methods = args.methods or (suite.methods if suite else "all")
     if methods == "all":  # "all" = all that can run here: leave out methods whose weights are missing
         skipped = unavailable_methods(regs)
@@ -101,18 +98,18 @@ def _plain_sweep(args: argparse.Namespace, regs, suite: Suite | None) -> Sweep:
         for name, reason in skipped.items():
             print(f"disentbench: leaving out method {name!r}: {reason}; run it by name (--methods {name}) "
                   "to see which file to put where", file=sys.stderr)
-    datasets = args.datasets or (suite.datasets if suite else "synth3d")
-    metrics = args.metrics or (suite.metrics if suite else "all")
-    seeds = cfg.parse_seeds(args.seeds) if args.seeds else (suite.seeds if suite else [0])
-    executor = _executor(regs, args, overrides)  # its options are checked before any work too
-    cells = plan(regs, methods=methods, datasets=datasets, metrics=metrics, seeds=seeds, overrides=overrides,
-                 out=args.out, data_dir=args.data_dir, device=args.device, require_metrics=args.require_metrics,
-                 progress=not args.quiet)
+    table = Suite(name=suite.name if suite else "sweep", description=suite.description if suite else "",
+                  methods=methods, datasets=args.datasets or (suite.datasets if suite else "synth3d"),
+                  metrics=args.metrics or (suite.metrics if suite else "all"),
+                  seeds=suite.seeds if suite else [0], settings=suite.settings if suite else {})
+    plan = _suite_plan(args, regs, table)
+    cells = plan.to_run()
+    executor = _executor(regs, args, plan.options)
     device = cells[0].run.device if cells else args.device
     label = f"suite {suite.name!r}" if suite else "sweep"
     header = (f"disentbench: {label}: {len(cells)} run(s) "
               f"({len({c.method for c in cells})} methods × {len({c.dataset for c in cells})} datasets × "
-              f"{len(seeds)} seeds) on {device}, results in {args.out}/")
+              f"{len(plan.seeds)} seeds) on {device}, results in {args.out}/")
     return Sweep(cells, executor, header, suite,
                  functools.partial(_write_leaderboard, Path(args.out), suite.claims if suite else None),
                  "leaderboard", _plain_page(args, suite))
@@ -122,10 +119,10 @@ def _paper_sweep(args: argparse.Namespace, regs, suite: Suite) -> Sweep:
     """Every row × column of a paper suite it can run here at --scale (--methods/--datasets: some)."""
     if args.metrics:
         raise cfg.ConfigError(f"suite {suite.name!r} is a paper table: its metrics are its columns; drop --metrics")
-    plan = _paper_plan(args, regs, suite)
-    executor = _executor(regs, args, cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set)))
+    plan = _suite_plan(args, regs, suite)
     cells = plan.to_run(methods=args.methods.split(",") if args.methods else None,
                         datasets=args.datasets.split(",") if args.datasets else None)
+    executor = _executor(regs, args, plan.options)
     missing = sorted({tc.data_missing.split(". ")[0] for tc in plan.cells.values() if tc.data_missing})
     for reason in missing:
         print(f"disentbench: {reason}: " + ("its columns run on their stand-in datasets, where the suite names one"
@@ -273,7 +270,7 @@ def render_published(regs, root: Path, out_dir: Path) -> list[Path]:
         ns = argparse.Namespace(scale=page.get("scale"), set=page.get("set"), config=page.get("config"),
                                 seeds=page.get("seeds"), data_dir=page.get("data_dir"),
                                 stand_ins=bool(page.get("stand_ins")), out=str(runs[0]) if runs else "runs")
-        written.append(_write_paper_pages(regs, suite, _paper_plan(ns, regs, suite), runs, out_dir))
+        written.append(_write_paper_pages(regs, suite, _suite_plan(ns, regs, suite), runs, out_dir))
     return written
 
 
@@ -310,12 +307,14 @@ def writable_directory(path: str | Path, option: str) -> None:
                               "directory you can write to") from None
 
 
-def _paper_plan(args: argparse.Namespace, regs, suite):
-    """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share)."""
+def _suite_plan(args: argparse.Namespace, regs, suite):
+    """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share); a
+    plain suite's at its own settings."""
     from disentbench.runner import plan_suite
 
     scale = args.scale or "paper"
-    validate(suite, regs, scales=[scale])
+    if suite.is_paper_table:
+        validate(suite, regs, scales=[scale])
     overrides = cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set))
     seeds = cfg.parse_seeds(args.seeds) if args.seeds else None
     device = getattr(args, "device", None)
@@ -480,7 +479,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         regs = _registries()
         suite = regs.suites.get(args.suite).load()
         if suite.is_paper_table:
-            plan = _paper_plan(args, regs, suite)
+            plan = _suite_plan(args, regs, suite)
             path = _write_paper_pages(regs, suite, plan, [Path(r) for r in args.runs], out)
             print(f"disentbench: paper table of suite {suite.name!r} at scale {plan.scale!r} → {path}")
             return 0

@@ -1,8 +1,9 @@
 """Planning and running sweeps: methods × datasets × seeds, each cell one run directory.
 
-:func:`plan` resolves every name and option before any work starts (so a typo fails in a second,
-not after an hour of training) into a :class:`PlannedRun` per cell; :func:`plan_suite` does it for a
-paper suite, one :func:`plan` per (row, dataset, column settings). :func:`execute` runs one
+:func:`plan_suite` plans every ``disentbench run``, a paper table's and a plain sweep's alike (a
+plain suite is a table with implicit rows and columns): one :func:`plan` per (row, dataset, column
+settings), which resolves every name and option before any work starts (so a typo fails in a second,
+not after an hour of training) into a :class:`PlannedRun` per seed. :func:`execute` runs one
 :class:`PlannedRun` in the current process; it is what every executor calls, locally or on a
 cluster node.
 """
@@ -556,22 +557,30 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
                seeds: list[int] | None = None, out: str | Path = "runs", data_dir: str | Path | None = None,
                device: str | None = None, require_metrics: bool = False, progress: bool = True,
                stand_ins: bool = False, check_data: bool = True) -> SuitePlan:
-    """Every (row, column) of a paper suite as planned runs. Columns of one dataset with the same
-    settings share a run (one run per row × dataset × seed measures all their metrics); reference
-    rows and methods whose weights are missing are not run, and say why."""
-    if not suite.is_paper_table:
-        raise cfg.ConfigError(f"suite {suite.name!r} is not a paper table (it has no [[columns]])")
+    """Every (row, column) of a suite as planned runs: the one planner of every ``disentbench run``.
+    Columns of one dataset with the same settings share a run (one run per row × dataset × seed
+    measures all their metrics). A plain suite is planned as its implicit table (:meth:`Suite.table`:
+    a row per method, a column per dataset and metric), its runs in the order of its datasets, then
+    methods, then seeds. In a paper table, reference rows and methods whose weights are missing are
+    not run, and say why, and a dataset missing here is noted on its cells (``check_data``); a plain
+    suite runs what it names, and a run that cannot load its data or weights fails saying why."""
     base, scale_seeds = scale_settings(suite, scale, regs)
+    rows, columns = suite.table(regs)
     seeds = list(seeds or scale_seeds)
+    if not rows or not columns or not seeds:
+        raise PlanError("nothing to run: give at least one method, one dataset and one seed")
     cli = overrides or {}
-    missing_weights = unavailable_methods(regs, sorted({r.method for r in suite.rows if r.method}))
+    paper = suite.is_paper_table
+    missing_weights = unavailable_methods(regs, sorted({r.method for r in rows if r.method})) if paper else {}
     cells: dict[tuple[str, str], TableCellPlan] = {}
     data_missing: dict[str, str] = {}
     memo: dict[str, list[Any]] = {}
 
     def runs_for(row: Row, dataset: str, col: Column, metric_refs: list[str]) -> list[Any]:
         layered = cfg.merge(base, col.settings, {row.method: row.settings} if row.settings else {}, cli)
-        metric_names = sorted({ref.split(".")[0] for ref in metric_refs} - {METHOD_INFO})
+        metric_names = [n for n in dict.fromkeys(ref.split(".")[0] for ref in metric_refs) if n != METHOD_INFO]
+        if paper:
+            metric_names.sort()
         key = json.dumps([row.key, dataset, col.settings, metric_names], sort_keys=True, default=str)
         if key not in memo:
             memo[key] = plan(regs, methods=[row.method], datasets=[dataset], metrics=metric_names, seeds=seeds,
@@ -581,33 +590,34 @@ def plan_suite(suite: Suite, regs: Any, *, scale: str = PAPER_SCALE, overrides: 
 
     # the metrics each (row, dataset, column settings) run computes: those of every column it serves
     groups: dict[str, list[str]] = {}
-    for row in suite.rows:
-        for col in suite.columns:
+    for row in rows:
+        for col in columns:
             for ds in filter(None, (col.dataset, col.stand_in)) if not col.unavailable else ():
                 gkey = json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)
                 groups.setdefault(gkey, []).extend(filter(None, (row.metric_for(col), col.fallback)))
-    for row in suite.rows:
-        for col in suite.columns:
-            tc = TableCellPlan(row.key, col.key)
-            cells[(row.key, col.key)] = tc
-            if row.reference:
-                tc.skipped = f"not run in disentbench: {row.reference}"
+    # a paper table's runs go row by row; a plain suite's dataset by dataset (one dataset in memory at a time)
+    pairs = [(r, c) for r in rows for c in columns] if paper else [(r, c) for c in columns for r in rows]
+    for row, col in pairs:
+        tc = TableCellPlan(row.key, col.key)
+        cells[(row.key, col.key)] = tc
+        if row.reference:
+            tc.skipped = f"not run in disentbench: {row.reference}"
+            continue
+        if col.unavailable:
+            tc.skipped = f"not measurable in disentbench: {col.unavailable}"
+            continue
+        if row.method in missing_weights:
+            tc.skipped = f"method {row.method!r} cannot run here: {missing_weights[row.method]}"
+            continue
+        for ds, target in ((col.dataset, "runs"), (col.stand_in, "stand_in_runs")):
+            if not ds:
                 continue
-            if col.unavailable:
-                tc.skipped = f"not measurable in disentbench: {col.unavailable}"
-                continue
-            if row.method in missing_weights:
-                tc.skipped = f"method {row.method!r} cannot run here: {missing_weights[row.method]}"
-                continue
-            for ds, target in ((col.dataset, "runs"), (col.stand_in, "stand_in_runs")):
-                if not ds:
-                    continue
-                refs = groups[json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)]
-                setattr(tc, target, runs_for(row, ds, col, refs))
-            if check_data and tc.runs:
-                ds_config = tc.runs[0].run.dataset
-                dkey = json.dumps([col.dataset, ds_config], sort_keys=True, default=str)
-                if dkey not in data_missing:
-                    data_missing[dkey] = dataset_missing(regs, col.dataset, ds_config, data_dir)
-                tc.data_missing = data_missing[dkey]
-    return SuitePlan(suite, scale, seeds, cells, stand_ins, dict(cli))
+            refs = groups[json.dumps([row.key, ds, col.settings], sort_keys=True, default=str)]
+            setattr(tc, target, runs_for(row, ds, col, refs))
+        if paper and check_data and tc.runs:
+            ds_config = tc.runs[0].run.dataset
+            dkey = json.dumps([col.dataset, ds_config], sort_keys=True, default=str)
+            if dkey not in data_missing:
+                data_missing[dkey] = dataset_missing(regs, col.dataset, ds_config, data_dir)
+            tc.data_missing = data_missing[dkey]
+    return SuitePlan(suite, scale, seeds, cells, stand_ins, dict(cli), base)

@@ -32,8 +32,10 @@ Settings are layered, later winning: the suite's ``[settings]`` (the paper's), t
 
 :func:`load_suite` checks the file's structure and needs no registry; :func:`validate` checks it
 against the registries (names, metric keys, options of every layer).
-:func:`disentbench.runner.plan_suite` turns a paper suite into planned runs, one per (row,
-dataset, column settings, seed), so that columns of one dataset share a run.
+:func:`disentbench.runner.plan_suite` turns a suite into planned runs, one per (row, dataset,
+column settings, seed), so that columns of one dataset share a run; a plain suite (and a sweep of
+``--methods``/``--datasets``) is planned the same way, as a table with implicit rows and columns
+(:meth:`Suite.table`).
 """
 from __future__ import annotations
 
@@ -108,7 +110,8 @@ def parse_published(raw: Any, where: str) -> Published:
 
 @dataclass
 class Column:
-    """One column of a paper table: ``metric`` ("name.key") measured on ``dataset``."""
+    """One column of a paper table: ``metric`` ("name.key") measured on ``dataset``; in a plain
+    suite's implicit table (:meth:`Suite.table`), ``metric`` is a metric's name: all its keys."""
 
     key: str
     label: str
@@ -193,6 +196,20 @@ class Suite:
             known = sorted({PAPER_SCALE, *self.scales})
             raise ConfigError(f"suite {self.name!r} defines no scale {name!r}; it defines: {', '.join(known)}")
         return self.scales[name]
+
+    def table(self, regs: Any) -> tuple[list[Row], list[Column]]:
+        """The rows and columns this suite measures. A paper table's are its own; a plain suite is a
+        table with implicit ones: a row per method and a column per dataset and metric (``metric`` is
+        the metric's name: every key of it), in the order given, datasets outermost so that a sweep
+        loads one dataset at a time. Every name is resolved here (unknown names: did-you-mean)."""
+        if self.is_paper_table:
+            return self.rows, self.columns
+        methods = [spec.name for spec in regs.methods.resolve(self.methods)]
+        datasets = [spec.name for spec in regs.datasets.resolve(self.datasets)]
+        metrics = [spec.name for spec in regs.metrics.resolve(self.metrics)]
+        rows = [Row(key=m, label=m, method=m, published={}) for m in methods]
+        columns = [Column(key=f"{d}.{x}", label=x, dataset=d, metric=x, group=d) for d in datasets for x in metrics]
+        return rows, columns
 
     def column(self, key: str) -> Column:
         for col in self.columns:
@@ -508,7 +525,7 @@ def validate(suite: Suite, regs: Any, scales: Iterable[str] | None = None) -> No
             raise ConfigError(f"{w}: {exc}") from None
 
 
-# -- planning the runs of a paper suite ------------------------------------------------------
+# -- planning the runs of a suite -------------------------------------------------------------
 
 @dataclass
 class TableCellPlan:
@@ -531,6 +548,13 @@ class SuitePlan:
     cells: dict[tuple[str, str], TableCellPlan]
     stand_ins: bool = False
     overrides: Overrides = field(default_factory=dict)  # from the command line, layered last
+    settings: Overrides = field(default_factory=dict)  # the suite's own at this scale, under ``overrides``
+
+    @property
+    def options(self) -> Overrides:
+        """Every setting of the sweep (the suite's at this scale, then the command line's): where an
+        executor's options (``[settings.local]``) are read from."""
+        return merge(self.settings, self.overrides)
 
     @functools.cached_property
     def changed_settings(self) -> tuple[str, ...]:
