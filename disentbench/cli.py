@@ -11,14 +11,17 @@ from typing import Any, Callable, Sequence
 
 from disentbench import __version__
 from disentbench import config as cfg
-from disentbench import results
+from disentbench import results, runner
 from disentbench.config import ConfigError
+from disentbench.contracts import Unavailable
+from disentbench.download import ChecksumError, UnsafeArchiveError
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import RegistryError
 from disentbench.results import ResultsError
 from disentbench.store import read_records
 from disentbench.suites import Suite, validate
+from disentbench.weights import WeightStore
 
 DEFAULT_SUITE = "quick"
 
@@ -86,14 +89,12 @@ def plan_run(args: argparse.Namespace, regs) -> Sweep:
 def _plain_sweep(args: argparse.Namespace, regs, suite: Suite | None) -> Sweep:
     """methods × datasets × seeds: the plain suite's, with --methods/--datasets/--metrics/--seeds
     instead where given, at the suite's settings and then --config/--set."""
-    from disentbench.runner import unavailable_methods
-
     if args.scale not in (None, "paper") or args.stand_ins:
         raise cfg.ConfigError("--scale with a plain suite: give the suite (--suite) or the scale (--scale), not both; "
                               "--stand-ins applies to paper suites (`disentbench list suites`)")
     methods = args.methods or (suite.methods if suite else "all")
     if methods == "all":  # "all" = all that can run here: leave out methods whose weights are missing
-        skipped = unavailable_methods(regs)
+        skipped = runner.unavailable_methods(regs)
         methods = [m for m in regs.methods.names() if m not in skipped]
         for name, reason in skipped.items():
             print(f"disentbench: leaving out method {name!r}: {reason}; run it by name (--methods {name}) "
@@ -158,10 +159,8 @@ def execute_sweep(args: argparse.Namespace, regs, sweep: Sweep) -> int:
             raise cfg.ConfigError("under torchrun every rank runs the cells in order: use the local executor "
                                   "without --jobs")
         if rank != 0:
-            from disentbench.runner import execute
-
             for cell in sweep.cells:
-                execute(cell, regs)
+                runner.execute(cell, regs)
             return 0
 
     def report(k: int, n: int, cell: Any, record: dict[str, Any]) -> None:
@@ -310,15 +309,13 @@ def writable_directory(path: str | Path, option: str) -> None:
 def _suite_plan(args: argparse.Namespace, regs, suite):
     """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share); a
     plain suite's at its own settings."""
-    from disentbench.runner import plan_suite
-
     scale = args.scale or "paper"
     if suite.is_paper_table:
         validate(suite, regs, scales=[scale])
     overrides = cfg.merge(*(cfg.load_toml(p) for p in args.config or []), cfg.parse_sets(args.set))
     seeds = cfg.parse_seeds(args.seeds) if args.seeds else None
     device = getattr(args, "device", None)
-    return plan_suite(suite, regs, scale=scale, overrides=overrides, seeds=seeds, out=getattr(args, "out", "runs"),
+    return runner.plan_suite(suite, regs, scale=scale, overrides=overrides, seeds=seeds, out=getattr(args, "out", "runs"),
                       data_dir=args.data_dir, device=device, require_metrics=getattr(args, "require_metrics", False),
                       progress=not getattr(args, "quiet", False), stand_ins=args.stand_ins)
 
@@ -556,8 +553,6 @@ def _show(value: Any, indent: int = 0) -> list[str]:
 def cmd_data(args: argparse.Namespace) -> int:
     import json
 
-    from disentbench.contracts import Unavailable
-    from disentbench.download import ChecksumError, UnsafeArchiveError
 
     regs = _registries()
     root = data_root(args.data_dir)
@@ -606,7 +601,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_weights(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from disentbench.weights import WeightStore
 
     regs = _registries()
     store = WeightStore(regs.weights)

@@ -83,6 +83,7 @@ def _image_size(v: Any) -> bool:
 RULES: list[tuple[str, Rule]] = [
     ("max_steps", bounds(0, integer=True, note="0 = no limit")),
     ("micro_batch", bounds(0, integer=True, note="0 = off")),
+    ("*threads", bounds(0, integer=True, note="0 = the default")),
     ("max_*", bounds(0)),
     ("*epochs", bounds(1, integer=True)),
     ("*batch_size", bounds(1, integer=True)),

@@ -69,6 +69,14 @@ def test_micro_batch_is_checked_like_a_batch_size():
             cfg.build(cfg.TrainOptions, {"micro_batch": bad}, where="train")
 
 
+def test_thread_counts_are_checked():
+    """train.num_threads (and an executor's threads) is a count: 0 (the default) or more, never -1 or 1.5."""
+    assert cfg.build(cfg.TrainOptions, {"num_threads": 2}, where="train").num_threads == 2
+    for bad in (-1, 1.5):
+        with pytest.raises(cfg.ConfigError, match="num_threads"):
+            cfg.build(cfg.TrainOptions, {"num_threads": bad}, where="train")
+
+
 def test_the_device_is_resolved_once_at_plan_time(regs, tiny, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
