@@ -85,3 +85,29 @@ def test_under_torchrun_every_rank_runs_the_cells_and_rank_0_alone_reports(tmp_p
     monkeypatch.setattr(disentbench.training, "init_distributed_from_env", lambda: (0, 2))
     assert main([*argv, *_common(tmp_path), "--jobs", "2"]) == 2
     assert "under torchrun every rank runs the cells in order" in capsys.readouterr().err
+
+
+def test_a_plain_sweep_is_planned_as_a_table_with_implicit_rows_and_columns(plugins):
+    """A plain suite goes through the paper tables' planner as a row per method and a column per
+    dataset and metric, and yields exactly the runs, in the order, that planning methods × datasets
+    × seeds directly gives (datasets outermost, then methods, then seeds): same run ids, same configs."""
+    from disentbench.plugins import load_registries
+    from disentbench.runner import plan, plan_suite
+    from disentbench.suites import Suite
+
+    regs = load_registries()
+    suite = Suite(name="s", description="", methods=["oracle", "failing"], datasets=["synth3d", "cars3d"],
+                  metrics=["reconstruction", "leakage"], seeds=[0, 1], settings={"train": {"max_steps": 3}})
+    rows, columns = suite.table(regs)
+    assert [r.method for r in rows] == ["oracle", "failing"]
+    assert [(c.dataset, c.metric) for c in columns] == [("synth3d", "reconstruction"), ("synth3d", "leakage"),
+                                                      ("cars3d", "reconstruction"), ("cars3d", "leakage")]
+    planned = plan_suite(suite, regs, overrides={"oracle": {}}, progress=False).to_run()
+    direct = plan(regs, methods=["oracle", "failing"], datasets=["synth3d", "cars3d"],
+                  metrics=["reconstruction", "leakage"], seeds=[0, 1], overrides={"train": {"max_steps": 3}},
+                  progress=False)
+    assert [c.run_id for c in planned] == [c.run_id for c in direct] and len(direct) == 8
+    assert [(c.dataset, c.method, c.seed) for c in planned][:4] == [
+        ("synth3d", "oracle", 0), ("synth3d", "oracle", 1), ("synth3d", "failing", 0), ("synth3d", "failing", 1)]
+    assert [c.run.to_json() for c in planned] == [c.run.to_json() for c in direct]
+    assert all(list(c.run.metrics) == ["reconstruction", "leakage"] for c in planned)
