@@ -203,11 +203,12 @@ def test_sweeps_over_all_leave_out_methods_whose_weights_are_missing(tmp_path, m
     assert "idpose-gtpose" not in missing and "robust" not in missing
     planned: list = []
 
-    def fake_plan(regs, *, methods, **kwargs):
-        planned.append(list(methods) if not isinstance(methods, str) else methods)
+    def fake_plan_suite(suite, regs, **kwargs):  # the one planner: record the methods (rows) it is given
+        rows, _ = suite.table(regs)
+        planned.append([row.method for row in rows])
         raise _Planned
 
-    monkeypatch.setattr(runner, "plan", fake_plan)
+    monkeypatch.setattr(runner, "plan_suite", fake_plan_suite)
     args = ["--datasets", "synth3d", "--out", str(tmp_path / "r"), "--no-leaderboard", "--quiet", "--device", "cpu"]
     with pytest.raises(_Planned):
         main(["run", "--methods", "all", *args])
