@@ -87,7 +87,9 @@ class Registry(Generic[S]):
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         listing = ", ".join(known) if known else "(none registered)"
-        return f"unknown {self.kind} {name!r}.{hint} Registered {self.kind}s: {listing}"
+        return (f"unknown {self.kind} {name!r}.{hint} Registered {self.kind}s: {listing}. A {self.kind} of your own "
+                f"plugin? Name its module in DISENTBENCH_PLUGINS (with it on PYTHONPATH) or install its package; "
+                f"`disentbench plugins` shows what loaded")
 
     def resolve(self, names: str | Iterable[str]) -> list[S]:
         """Specs for "all", "a,b" or a list of names; every unknown name is reported at once."""

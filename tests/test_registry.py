@@ -125,6 +125,7 @@ def test_unknown_name_suggests_and_lists():
         regs.methods.get("lrod")
     message = str(exc.value)
     assert "Did you mean 'lord'?" in message and "Registered methods:" in message and "lord" in message
+    assert "DISENTBENCH_PLUGINS" in message  # a plugin of one's own that was never loaded: how to load it
     with pytest.raises(UnknownNameError, match="synth3d"):
         regs.datasets.resolve("synth3d,nope")
 
