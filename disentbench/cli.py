@@ -11,17 +11,14 @@ from typing import Any, Callable, Sequence
 
 from disentbench import __version__
 from disentbench import config as cfg
-from disentbench import results, runner
+from disentbench import results
 from disentbench.config import ConfigError
-from disentbench.contracts import Unavailable
-from disentbench.download import ChecksumError, UnsafeArchiveError
 from disentbench.paths import cache_root, data_root
 from disentbench.plugins import load_registries
 from disentbench.registry import RegistryError
 from disentbench.results import ResultsError
 from disentbench.store import read_records
 from disentbench.suites import Suite, validate
-from disentbench.weights import WeightStore
 
 DEFAULT_SUITE = "quick"
 
@@ -89,6 +86,8 @@ def plan_run(args: argparse.Namespace, regs) -> Sweep:
 def _plain_sweep(args: argparse.Namespace, regs, suite: Suite | None) -> Sweep:
     """methods × datasets × seeds: the plain suite's, with --methods/--datasets/--metrics/--seeds
     instead where given, at the suite's settings and then --config/--set."""
+    from disentbench import runner  # here, not at the top: it loads numpy, which `disentbench list` need not
+
     if args.scale not in (None, "paper") or args.stand_ins:
         raise cfg.ConfigError("--scale with a plain suite: give the suite (--suite) or the scale (--scale), not both; "
                               "--stand-ins applies to paper suites (`disentbench list suites`)")
@@ -159,6 +158,8 @@ def execute_sweep(args: argparse.Namespace, regs, sweep: Sweep) -> int:
             raise cfg.ConfigError("under torchrun every rank runs the cells in order: use the local executor "
                                   "without --jobs")
         if rank != 0:
+            from disentbench import runner
+
             for cell in sweep.cells:
                 runner.execute(cell, regs)
             return 0
@@ -309,6 +310,8 @@ def writable_directory(path: str | Path, option: str) -> None:
 def _suite_plan(args: argparse.Namespace, regs, suite):
     """The suite's plan at --scale with --config/--set/--seeds (what run and leaderboard share); a
     plain suite's at its own settings."""
+    from disentbench import runner
+
     scale = args.scale or "paper"
     if suite.is_paper_table:
         validate(suite, regs, scales=[scale])
@@ -553,6 +556,8 @@ def _show(value: Any, indent: int = 0) -> list[str]:
 def cmd_data(args: argparse.Namespace) -> int:
     import json
 
+    from disentbench.contracts import Unavailable
+    from disentbench.download import ChecksumError, UnsafeArchiveError
 
     regs = _registries()
     root = data_root(args.data_dir)
@@ -601,6 +606,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_weights(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from disentbench.weights import WeightStore
 
     regs = _registries()
     store = WeightStore(regs.weights)
