@@ -239,6 +239,16 @@ class StepContext:
         return torch.randperm(n, device=self.device, generator=self.generator)
 
 
+def cosine_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], progress: float, minimum: float) -> None:
+    """Set each parameter group's learning rate on a cosine from its base rate (progress 0) down to
+    ``minimum`` (progress 1), as ``torch.optim.lr_scheduler.CosineAnnealingLR`` with ``T_max`` the
+    stage's steps and ``eta_min=minimum``. Stateless: a function of ``ctx.progress`` alone, so a
+    resumed run continues on the same curve without a scheduler's state in the checkpoint."""
+    scale = (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress)))) / 2.0
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+        group["lr"] = minimum + (base - minimum) * scale
+
+
 @dataclass
 class TrainResult:
     log: list[dict[str, Any]]

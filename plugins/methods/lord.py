@@ -19,21 +19,25 @@ The ablations of Table 3 (§5) are options; the defaults are the full method:
   ("w/o regularization").
 * ``second_stage=False`` ("w/o second stage"): no encoders; the codes of a new image are found by
   latent optimisation with G frozen (``inference_steps`` Adam steps at ``lr_inference``).
+Where the paper is silent, the official lord-pytorch code's choices are the defaults (README: "LORD:
+which setting reproduces which source"): output kernels, LeakyReLU slope, VGG inputs, and Adam with
+beta1 0.5 whose learning rates follow a cosine down to 1e-5 over each stage (``lr_schedule``).
 Not in the paper, so chosen here: ``kl_weight``, ``amortized_group_size``, ``inference_steps``,
 ``lr_inference``, and that stage-1 encoders learn at ``lr_generator``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from disentbench.config import allowed, bounds
 from disentbench.contracts import Codes, DataInfo, Split
 from disentbench.method import BaseMethod
 from disentbench.nn import AdaINGenerator, ConvEncoder, GaussianEncoder, kl_standard_normal, reconstruction_loss, reparameterize
-from disentbench.training import ClassGroupSampler, RandomSampler, Stage
+from disentbench.training import ClassGroupSampler, RandomSampler, Stage, cosine_lr
 
 
 @dataclass
@@ -50,6 +54,11 @@ class LORDConfig:
     generator_penultimate_kernel: int = 5  # the 64-channel convolution before the output one
     leaky_slope: float = 0.01  # every LeakyReLU of generator and encoders (torch's default, as nn.LeakyReLU())
     vgg_imagenet_normalize: bool = False  # the perceptual loss feeds VGG16 [0, 1] images, not ImageNet-normalised
+    # both stages: Adam with beta1 0.5, each learning rate on a cosine from its value down to lr_min over
+    # the stage's steps (CosineAnnealingLR, eta_min 1e-5); "constant" keeps the paper's rates throughout
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr_min: float = 1e-5
+    adam_beta1: float = field(default=0.5, metadata=allowed(bounds(0, 1, high_open=True)))
     encoder_channels: int = 64  # first conv width of the stage-2 encoders
     encoder_hidden: int = 256
     recon_loss: Literal["perceptual", "l1", "mse"] = "perceptual"
@@ -187,7 +196,11 @@ class LORD(BaseMethod):
         return {"latent": torch.optim.Adam([
             {"params": networks, "lr": c.lr_generator},
             {"params": codes, "lr": c.lr_latent},
-        ])}
+        ], betas=(c.adam_beta1, 0.999))}
+
+    def _anneal(self, ctx, name: str, base_lrs: list[float]) -> None:
+        if self.config.lr_schedule == "cosine":
+            cosine_lr(ctx.optimizers[name], base_lrs, ctx.progress, self.config.lr_min)
 
     def _latent_step(self, batch, ctx):
         class_code = self._class_codes(batch)
@@ -195,6 +208,7 @@ class LORD(BaseMethod):
         out = self.decode(class_code, content)
         rec = self.recon(out, batch.images)
         loss = rec + regulariser
+        self._anneal(ctx, "latent", [self.config.lr_generator, self.config.lr_latent])
         ctx.update(loss, "latent")
         return {"loss": loss.detach(), "reconstruction": rec.detach(), **logged}
 
@@ -203,7 +217,7 @@ class LORD(BaseMethod):
         params = list(self.class_encoder.parameters()) + list(self.generator.parameters())
         if self.config.variant == "latent":  # semi-amortized: E_c already gives the content codes
             params += list(self.content_encoder.parameters())
-        return {"encoders": torch.optim.Adam(params, lr=self.config.lr_encoder)}
+        return {"encoders": torch.optim.Adam(params, lr=self.config.lr_encoder, betas=(self.config.adam_beta1, 0.999))}
 
     def _encoder_step(self, batch, ctx):
         c = self.config
@@ -216,6 +230,7 @@ class LORD(BaseMethod):
         content_err = ((codes.content_code - content_target).pow(2).mean() if content_target is not None
                        else class_err.new_zeros(()))
         loss = rec + c.code_weight * (class_err + content_err)  # eq. 8
+        self._anneal(ctx, "encoders", [c.lr_encoder])
         ctx.update(loss, "encoders")
         return {"loss": loss.detach(), "reconstruction": rec.detach(), "class_code": class_err.detach(),
                 "content_code": content_err.detach()}
