@@ -281,9 +281,25 @@ def build(cls: type, overrides: Mapping[str, Any] | None = None, *, where: str =
     return obj
 
 
+ADDED = "disentbench.added"  # dataclass field metadata: an option added after runs were recorded
+
+
+def added(default: Any, metadata: Mapping[str, Any] | None = None) -> Any:
+    """A field for an option added to a config that runs were already recorded with: its default
+    must be the behaviour those runs had, and while it holds its default it is left out of
+    :func:`to_dict` (so out of the run's identity). Earlier runs keep their run ids and records,
+    and a config without the field builds to the same behaviour (the default)."""
+    return dataclasses.field(default=default, metadata={ADDED: True, **(metadata or {})})
+
+
 def to_dict(config: Any) -> dict[str, Any]:
-    """A JSON-able dict of a dataclass config (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    """A JSON-able dict of a dataclass config (tuples become lists), without the :func:`added`
+    fields that hold their defaults."""
+    out = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    for f in dataclasses.fields(config):
+        if f.metadata.get(ADDED) and getattr(config, f.name) == f.default:
+            out.pop(f.name, None)
+    return out
 
 
 def canonical_json(obj: Any) -> str:
