@@ -106,3 +106,22 @@ def test_a_dataset_without_factors_is_unavailable(ctx, tiny_data):
     ctx.data = DataBundle("nf", {"train": tiny_data.train, "test": Split(test.images, test.classes)})
     entry = _swap(ctx)
     assert entry["status"] == "unavailable" and "factors" in entry["reason"]
+
+
+def test_the_notes_name_the_judges_weights(ctx, tmp_path):
+    """Cached and retrained judges of one seed are one instrument (one fingerprint); judges with other
+    weights are named differently, so rows scored by different judges do not share a note."""
+    from disentbench_plugins.metrics.swap import judge_fingerprint
+
+    first = _swap(ctx)
+    judges = fit_judges(ctx, SwapConfig(**JUDGES))
+    assert first["notes"].endswith(f"judge weights {judges.fingerprint}") and len(judges.fingerprint) == 12
+    ctx._memo.clear()
+    assert _swap(ctx)["notes"] == first["notes"]  # loaded from the cache file: the same weights
+    other = judge_fingerprint([*judges.content, judges.classifier])
+    assert other == judges.fingerprint
+    with torch.no_grad():
+        judges.classifier.state_dict()[next(iter(judges.classifier.state_dict()))].add_(1e-6)
+    assert judge_fingerprint([*judges.content, judges.classifier]) != judges.fingerprint
+    ctx._memo.clear()
+    assert _swap(ctx, steps=61)["notes"] != first["notes"]  # other judges (one more step), another name

@@ -66,6 +66,19 @@ class Judges:
     class_ids: np.ndarray  # the class judge's output k is class class_ids[k]
     accuracy: dict[str, float]  # held-out: judge_content (all factors right), judge_class
     factor_accuracy: dict[str, float]  # held-out, per content factor
+    fingerprint: str = ""  # SHA-256 of the judges' weights (judge_fingerprint)
+
+
+def judge_fingerprint(models: list[torch.nn.Module]) -> str:
+    """The first 12 hex digits of the SHA-256 of the judges' weights, in order. Judges trained from one
+    seed on another machine (another CPU's float rounding) are other judges with other readings: rows
+    whose notes name different fingerprints were not scored by the same instrument."""
+    digest = hashlib.sha256()
+    for model in models:
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def heldout_mask(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -169,7 +182,7 @@ def fit_judges(ctx: Any, config: SwapConfig) -> Judges:
                   for f, name in enumerate(scored.factor_names)}
     accuracy = {"judge_content": float((reads == scored.factors[held]).all(1).mean()),
                 "judge_class": float((_predict(classifier, held_images, ctx.device) == class_labels[held]).mean())}
-    return Judges(content, classifier, class_ids, accuracy, per_factor)
+    return Judges(content, classifier, class_ids, accuracy, per_factor, judge_fingerprint([*content, classifier]))
 
 
 class Swap:
@@ -223,5 +236,5 @@ class Swap:
                  f"{len(judges.class_ids)} classes of split {c.split!r}, trained {c.steps} steps on real images; "
                  f"held-out accuracy: content {judges.accuracy['judge_content']:.3f} ("
                  + ", ".join(f"{k} {v:.3f}" for k, v in judges.factor_accuracy.items())
-                 + f"), class {judges.accuracy['judge_class']:.3f}")
+                 + f"), class {judges.accuracy['judge_class']:.3f}; judge weights {judges.fingerprint}")
         return MetricResult(values, notes)
